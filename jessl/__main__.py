@@ -1,0 +1,3 @@
+from jessl.cli import main
+
+raise SystemExit(main())
