@@ -1,0 +1,136 @@
+"""`jessl convert | inspect | quickstart`: the command line over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from jessl import __version__
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C, so temporary files are removed
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("jessl: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except _user_errors() as err:  # anything else is a bug: let its traceback show
+        print(f"jessl: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _user_errors() -> tuple:
+    """Errors that describe bad input or a bad file, printed without a traceback."""
+    from jessl.data import ConversionError, FormatError, ImageError, RecordError, SourceError
+    return (ConversionError, FormatError, ImageError, RecordError, SourceError,
+            FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jessl", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"jessl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("convert", help="write an image folder or .npz to a dataset file",
+                       description="Convert SRC (an ImageFolder-style folder, a flat folder, "
+                       "a .npz of arrays x/y, or a .npz of JPEG bytes + offsets) to OUT.")
+    p.add_argument("src", help="image folder or .npz file")
+    p.add_argument("out", help="the dataset file to write (e.g. train.jessl)")
+    p.add_argument("--format", choices=("auto", "raw", "jpeg"), default="auto",
+                   help="how images are stored; auto keeps JPEG sources as JPEG (copied byte "
+                   "for byte when not resized) and stores everything else raw (default)")
+    p.add_argument("--quality", type=int, default=90,
+                   help="JPEG quality when re-encoding, 1-100 (default 90, as FFCV)")
+    p.add_argument("--max-side", type=int, default=None, metavar="N",
+                   help="shrink images whose longer side exceeds N px (area interpolation)")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse images larger than N pixels as decompression bombs "
+                   "(default 268M = 16384x16384)")
+    p.add_argument("--no-verify-jpeg", dest="verify_jpeg", action="store_false",
+                   help="copy JPEGs without the decode check that catches corrupt files")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="parallel processes (default: all available cores)")
+    p.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+                   help="stop at the first bad image (default), or skip it and list it in "
+                   "OUT.report.json")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_convert)
+
+    p = sub.add_parser("inspect", help="show what a dataset file holds")
+    p.add_argument("file")
+    p.add_argument("--verify", action="store_true",
+                   help="decode every record and check its checksum; report any that fail")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes for --verify (default: all available cores)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_inspect)
+
+    p = sub.add_parser("quickstart", help="the first run: build a small dataset file from data "
+                       "that ships with scikit-learn, then inspect and verify it")
+    p.add_argument("--out", default="jessl-quickstart", help="folder for the run's files")
+    p.set_defaults(run=_quickstart)
+    return parser
+
+
+def _convert(args) -> int:
+    from jessl.data import convert
+    result = convert(args.src, args.out, format=args.format, quality=args.quality,
+                     max_side=args.max_side, max_pixels=args.max_pixels,
+                     verify_jpeg=args.verify_jpeg, workers=args.workers,
+                     on_error=args.on_error, overwrite=args.overwrite,
+                     progress=not args.quiet)
+    print(f"wrote {result.path}: {result.records:,} records in {result.seconds:.1f} s "
+          f"({result.images_per_s:,.0f} images/s)")
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} image(s), e.g. {result.skipped[0]['name']}: "
+              f"{result.skipped[0]['reason']}")
+    if result.converted:
+        print(f"converted {len(result.converted)} image(s) to store them faithfully, e.g. "
+              f"{result.converted[0]['name']}: {result.converted[0]['note']}")
+    if result.report:
+        print(f"report: {result.report}")
+    return 0
+
+
+def _inspect(args) -> int:
+    from jessl.data.inspect import format_summary, summarize, verify_file
+    from jessl.data.reader import Reader
+    from jessl.data.writer import available_cores
+    with Reader(args.file) as reader:
+        summary = summarize(reader)
+    failures = None
+    if args.verify:
+        failures = verify_file(args.file, args.workers or available_cores(),
+                               progress=not args.json and sys.stderr.isatty())
+        summary["verify"] = {"checked": summary["records"], "failed": failures}
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(format_summary(summary))
+        if failures is not None:
+            print(f"verify: {summary['records'] - len(failures):,} of {summary['records']:,} "
+                  f"records decode and match their checksums")
+            for f in failures[:20]:
+                print(f"  FAILED {f['error']}")
+    return 1 if failures else 0
+
+
+def _quickstart(args) -> int:
+    from jessl.quickstart import run
+    return run(Path(args.out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
