@@ -1,0 +1,1 @@
+"""Training: per-step schedules, optimizers (LARS, parameter groups), and the trainer loop."""
