@@ -1,0 +1,68 @@
+"""GaussianBlur: torchvision's kernel weights, applied by OpenCV's separable filter.
+
+torchvision's gaussian_blur pads with "reflect" (OpenCV's BORDER_REFLECT_101), convolves in
+float32 and rounds. cv2.sepFilter2D does the same separably with SIMD and without the GIL;
+summation order differs, so outputs differ by at most 1 level on rare pixels
+(tests/data/ops/test_blur.py). OpenCV's own cv2.GaussianBlur is not used: its weights for a
+given sigma are not torchvision's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from jessl.data.ops.crop import check_view
+
+SIGMA = (0.1, 2.0)  # px, uniform range of the blur's standard deviation: SimCLR appendix A
+KERNEL_SIZE = 23  # px, odd; SimCLR uses 10% of the view side (22.4 -> 23 for 224 px views)
+
+
+def gaussian_kernel1d(kernel_size: int, sigma: float) -> np.ndarray:
+    """(kernel_size,) float32 weights, torchvision's _get_gaussian_kernel1d computed the same way."""
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    lim = (kernel_size - 1) / (2.0 * math.sqrt(2.0))
+    # torch.linspace in float32, then softmax(-(x/sigma)^2): exp(-t^2 / (2 sigma^2)), normalised
+    x = np.linspace(-lim, lim, kernel_size, dtype=np.float64).astype(np.float32)
+    logits = -np.square(x / np.float32(sigma))
+    e = np.exp(logits - logits.max())
+    return (e / e.sum()).astype(np.float32)
+
+
+def sample_gaussian_blur(rng: np.random.Generator, sigma: tuple[float, float] = SIGMA,
+                         p: float = 1.0) -> float | None:
+    """RandomApply(GaussianBlur(k, sigma), p) on `rng`: the sigma in px, or None if not applied.
+
+    torchvision's GaussianBlur.make_params draws sigma uniform in `sigma`. Always 2 draws.
+    """
+    if not 0 < sigma[0] <= sigma[1]:
+        raise ValueError(f"sigma must be (min, max) with 0 < min <= max, got {sigma}")
+    applied = rng.random() < p
+    s = float(rng.uniform(sigma[0], sigma[1]))
+    return s if applied else None
+
+
+def gaussian_blur(src: np.ndarray, kernel_size: int, sigma: float, dst: np.ndarray) -> np.ndarray:
+    """torchvision v2 F.gaussian_blur(img, [k, k], [sigma, sigma]) on (H, W, 3) uint8, into dst.
+
+    src and dst may be the same array (OpenCV filters through its own row buffers).
+    """
+    check_view(src, "src")
+    check_view(dst)
+    if src.shape != dst.shape:
+        raise ValueError(f"src {src.shape} and dst {dst.shape} must have the same shape")
+    half = kernel_size // 2
+    if half >= src.shape[0] or half >= src.shape[1]:
+        # torch's reflect padding needs pad < side; matching it beyond that is undefined
+        raise ValueError(f"kernel_size {kernel_size} needs an image larger than {half} px a side, "
+                         f"got {src.shape[:2]}")
+    k = gaussian_kernel1d(kernel_size, sigma)
+    out = cv2.sepFilter2D(src, -1, k, k, dst=dst, borderType=cv2.BORDER_REFLECT_101)
+    if out is not dst and not np.shares_memory(out, dst):
+        dst[...] = out
+    return dst
