@@ -1,0 +1,279 @@
+"""The multi-view loader: dataset file -> batches of V augmented views, decoded once.
+
+For each batch, worker threads take slices of its records. Per record a thread draws every
+view's parameters (a NumPy Philox generator keyed by (seed, epoch) and counted by (record,
+view): the same numbers whatever thread or batch the record lands in), decodes the image once,
+at the smallest libjpeg-turbo DCT scale that no view needs more than, and cuts every view from
+that one decode with the GIL-free kernels of `jessl.data.ops`, straight into the batch tensors.
+
+Threads, not processes: the kernels release the GIL (numba nogil, OpenCV, libjpeg-turbo), so
+nothing is pickled or copied between processes. Up to `prefetch` batches are in flight while
+the caller trains. A failure in a thread reaches the caller as a `LoaderError` naming the file
+and the record, and a loop that stops early shuts its threads down: no hang, no leak.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import numpy as np
+import simplejpeg
+import torch
+
+from jessl.data.format import RAW
+from jessl.data.order import ORDERS, batches, epoch_order, num_batches, shard
+from jessl.data.ops import normalize_lut
+from jessl.data.reader import Reader
+from jessl.data.views import View, ViewParams, render_view, resolve_views, sample_view
+
+OUTPUTS = ("float", "uint8")
+MAX_DCT_FACTOR = 8  # libjpeg-turbo decodes at 1/2, 1/4 and 1/8 scale without extra cost
+
+
+class LoaderError(RuntimeError):
+    """A record could not be turned into views; names the file and the record."""
+
+
+@dataclass
+class Batch:
+    views: list  # V tensors (B, 3, h_v, w_v): float32 normalised, or uint8
+    labels: torch.Tensor  # (B,) int64; -1 for an unlabeled file
+    indices: torch.Tensor  # (B,) int64 record numbers in the file
+    epoch: int
+    step: int  # batch number within the epoch
+
+
+class Loader:
+    """Iterate a dataset file as batches of augmented views. See the module docstring."""
+
+    def __init__(self, path, batch_size: int, views="simclr", *, order: str = "random",
+                 seed: int = 0, drop_last: bool = True, num_threads: int | None = None,
+                 indices=None, rank: int = 0, world_size: int = 1, prefetch: int = 2,
+                 output: str = "float", channels_last: bool = False, pin_memory: bool = False,
+                 label_field: str = "label", image_field: str = "image"):
+        self.reader = path if isinstance(path, Reader) else Reader(path)
+        self.views = resolve_views(views)
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, not {output!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if self.reader.fields.get(image_field) != "image":
+            raise ValueError(f"{self.reader.path} has no image field {image_field!r}")
+        n = len(self.reader)
+        self.indices = np.arange(n, dtype=np.int64) if indices is None else \
+            np.asarray(indices, dtype=np.int64)
+        if self.indices.ndim != 1 or (len(self.indices) and (
+                self.indices.min() < 0 or self.indices.max() >= n)):
+            raise ValueError(f"indices must be record numbers in [0, {n})")
+        self.batch_size, self.order, self.seed = int(batch_size), order, int(seed)
+        self.drop_last, self.rank, self.world_size = drop_last, int(rank), int(world_size)
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+        if len(self) == 0:
+            raise ValueError(f"{self.reader.path}: {len(self.indices)} records give no batch of "
+                             f"{batch_size} per rank ({world_size} ranks, drop_last={drop_last})")
+        self.num_threads = max(1, int(num_threads or len(os.sched_getaffinity(0))))
+        self.prefetch = max(1, int(prefetch))
+        self.output, self.channels_last, self.pin_memory = output, channels_last, pin_memory
+        self.image_field = image_field
+        labels = self.reader.labels if label_field in self.reader.fields else None
+        self.labels = labels if labels is not None else np.full(n, -1, np.int64)
+        self.epoch = 0
+        self.magnitude = 1.0
+
+    # --- the two knobs that may change between epochs -------------------------------------
+
+    def set_view_sizes(self, sizes) -> None:
+        """Output size of each view (progressive resolution), from the next epoch on."""
+        sizes = list(sizes)
+        if len(sizes) != len(self.views):
+            raise ValueError(f"need {len(self.views)} sizes, got {len(sizes)}")
+        self.views = [replace(v, size=s) for v, s in zip(self.views, sizes)]
+
+    def set_size(self, size: int) -> None:
+        """Set the first view's side to `size` and scale the others in proportion (multi-crop)."""
+        base = min(self.views[0].hw)
+        self.set_view_sizes([max(1, round(min(v.hw) * size / base)) for v in self.views])
+
+    def set_magnitude(self, magnitude: float) -> None:
+        """Augmentation strength in [0, 1] (see `View.scaled`), from the next epoch on."""
+        if not 0.0 <= magnitude <= 1.0:
+            raise ValueError(f"magnitude must be in [0, 1], got {magnitude}")
+        self.magnitude = float(magnitude)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next iteration runs (iterating advances it by one)."""
+        self.epoch = int(epoch)
+
+    # --- order ----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return num_batches(len(self.indices), self.batch_size, self.world_size, self.drop_last)
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """This rank's batches of record numbers for `epoch`."""
+        offsets = self.reader.index[f"{self.image_field}.offset"] \
+            if self.order == "quasi_random" else None
+        order = epoch_order(self.indices, self.order, self.seed, epoch, offsets,
+                            min_block=self.batch_size * self.world_size)
+        local = shard(order, self.rank, self.world_size, self.drop_last)
+        return batches(local, self.batch_size, self.drop_last)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "seed": self.seed, "magnitude": self.magnitude,
+                "sizes": [v.size for v in self.views]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.seed = int(state["epoch"]), int(state["seed"])
+        self.magnitude = float(state["magnitude"])
+        self.set_view_sizes(state["sizes"])
+
+    # --- iteration ------------------------------------------------------------------------
+
+    def __iter__(self):
+        epoch = self.epoch
+        self.epoch += 1
+        return self.iter_epoch(epoch)
+
+    def iter_epoch(self, epoch: int, start: int = 0):
+        """Batches of `epoch` from batch number `start` on (a resumed run skips the rest)."""
+        plan = _Plan(self, epoch)
+        todo = list(enumerate(self.epoch_batches(epoch)))[start:]
+        pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="jessl-loader")
+        pending = deque()
+        try:
+            for step, records in todo:
+                pending.append(plan.submit(pool, step, records))
+                if len(pending) > self.prefetch:
+                    yield plan.finish(pending.popleft())
+            while pending:
+                yield plan.finish(pending.popleft())
+        finally:
+            # an early break or an error: drop what has not started, wait for what has (it
+            # writes into tensors this frame owns), so no thread outlives the loop
+            for job in pending:
+                for future in job[2]:
+                    future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def replay(self, epoch: int, step: int) -> Batch:
+        """Batch `step` of `epoch` again, bit for bit (for inspection and hard-view mining)."""
+        for batch in self.iter_epoch(epoch, step):
+            return batch
+        raise IndexError(f"epoch has {len(self)} batches, no batch {step}")
+
+
+class _Plan:
+    """What one epoch's batches share: the views at their current size and magnitude."""
+
+    def __init__(self, loader: Loader, epoch: int):
+        self.loader, self.epoch = loader, epoch
+        self.views = [v.scaled(loader.magnitude) for v in loader.views]
+        self.luts = [normalize_lut(v.mean, v.std) if loader.output == "float" else None
+                     for v in self.views]
+        self.key = np.array([loader.seed & (2**64 - 1), epoch], dtype=np.uint64)
+        self.local = threading.local()
+
+    def submit(self, pool, step: int, records: np.ndarray):
+        loader, n = self.loader, len(records)
+        dtype = torch.float32 if loader.output == "float" else torch.uint8
+        outs = [torch.empty((n, 3, *v.hw), dtype=dtype) for v in self.views]
+        arrays = [o.numpy() for o in outs]
+        per_task = max(1, math.ceil(n / (loader.num_threads * 2)))
+        futures = [pool.submit(self.render_records, records, lo, min(lo + per_task, n), arrays)
+                   for lo in range(0, n, per_task)]
+        return step, records, futures, outs
+
+    def finish(self, job) -> Batch:
+        step, records, futures, outs = job
+        for future in futures:
+            future.result()  # re-raises a thread's LoaderError here, in the caller
+        loader = self.loader
+        if loader.channels_last:
+            outs = [o.contiguous(memory_format=torch.channels_last) for o in outs]
+        labels = torch.from_numpy(loader.labels[records])
+        if loader.pin_memory and torch.cuda.is_available():
+            outs = [o.pin_memory() for o in outs]
+        return Batch(outs, labels, torch.from_numpy(records.copy()), self.epoch, step)
+
+    # --- in a worker thread ---------------------------------------------------------------
+
+    def render_records(self, records, lo: int, hi: int, arrays) -> None:
+        for j in range(lo, hi):
+            record = int(records[j])
+            try:
+                self.render_record(record, [a[j] for a in arrays])
+            except Exception as err:
+                raise LoaderError(f"{self.loader.reader.path}: record {record}: "
+                                  f"{type(err).__name__}: {err}") from err
+
+    def generator(self) -> tuple:
+        local = self.local
+        if not hasattr(local, "bitgen"):
+            local.bitgen = np.random.Philox(key=self.key)
+            local.rng = np.random.Generator(local.bitgen)
+            local.scratch = {}
+        return local.bitgen, local.rng
+
+    def sample(self, record: int, height: int, width: int) -> list[ViewParams]:
+        """Every view's parameters for one record: a pure function of (seed, epoch, record, v)."""
+        bitgen, rng = self.generator()
+        params = []
+        for v, view in enumerate(self.views):
+            bitgen.state = {"bit_generator": "Philox", "state": {
+                "counter": np.array([0, 0, record, v], dtype=np.uint64), "key": self.key},
+                "buffer": np.zeros(4, dtype=np.uint64), "buffer_pos": 4,
+                "has_uint32": 0, "uinteger": 0}
+            params.append(sample_view(rng, view, height, width))
+        return params
+
+    def render_record(self, record: int, outs: list) -> None:
+        reader, field = self.loader.reader, self.loader.image_field
+        row = reader.index[record]
+        height, width = int(row[f"{field}.height"]), int(row[f"{field}.width"])
+        channels = int(row[f"{field}.channels"])
+        params = self.sample(record, height, width)
+        blob = reader.blob(record, field)
+        if int(row[f"{field}.encoding"]) == RAW:
+            src = blob.reshape(height, width, channels)
+        else:
+            factor = dct_factor(params, self.views)
+            src = simplejpeg.decode_jpeg(blob, colorspace="GRAY" if channels == 1 else "RGB",
+                                         strict=False, min_height=-(-height // factor),
+                                         min_width=-(-width // factor))
+            src = src.reshape(src.shape[0], src.shape[1], channels)
+        scratch = self.local.scratch
+        for v, (view, p, out) in enumerate(zip(self.views, params, outs)):
+            buf = scratch.get(view.hw)
+            if buf is None:
+                buf = scratch[view.hw] = np.empty((*view.hw, 3), np.uint8)
+            box = map_box(p.box, height, width, src.shape[0], src.shape[1])
+            render_view(src, view, p, box, buf, out, self.luts[v])
+
+
+def dct_factor(params: list[ViewParams], views: list[View]) -> int:
+    """The largest of 1, 2, 4, 8 by which every view's crop can shrink before its resize."""
+    room = min(min(p.box[2] / v.hw[0], p.box[3] / v.hw[1]) for p, v in zip(params, views))
+    factor = 1
+    while factor < MAX_DCT_FACTOR and room >= 2 * factor:
+        factor *= 2
+    return factor
+
+
+def map_box(box, height: int, width: int, src_h: int, src_w: int) -> tuple[int, int, int, int]:
+    """A (top, left, h, w) box of the full-size image mapped into a reduced decode of it."""
+    if (src_h, src_w) == (height, width):
+        return box
+    top, left, h, w = box
+    sy, sx = src_h / height, src_w / width
+    t, b = round(top * sy), round((top + h) * sy)
+    l, r = round(left * sx), round((left + w) * sx)
+    h2, w2 = max(1, min(b, src_h) - t), max(1, min(r, src_w) - l)
+    return min(t, src_h - h2), min(l, src_w - w2), h2, w2
