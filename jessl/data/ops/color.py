@@ -125,6 +125,8 @@ def hue_shift(r, g, b, shift):
     r = F32(r * INV255)
     g = F32(g * INV255)
     b = F32(b * INV255)
+    # Written without data-dependent branches (selects only): on photos the branchy form
+    # mispredicts often enough to double the kernel's time. Same float32 operations as torch.
     maxc = max(r, max(g, b))
     minc = min(r, min(g, b))
     eqc = maxc == minc
@@ -134,39 +136,34 @@ def hue_shift(r, g, b, shift):
     rc = F32(F32(maxc - r) / div)
     gc = F32(F32(maxc - g) / div)
     bc = F32(F32(maxc - b) / div)
-    hr = F32(bc - gc) if maxc == r else ZERO
-    hg = F32(F32(rc + TWO) - bc) if (maxc == g and maxc != r) else ZERO
-    hb = F32(F32(gc + FOUR) - rc) if (maxc != r and maxc != g) else ZERO
+    is_r = maxc == r
+    is_g = (maxc == g) & (~is_r)
+    hr = F32(bc - gc) if is_r else ZERO
+    hg = F32(F32(rc + TWO) - bc) if is_g else ZERO
+    hb = F32(F32(gc + FOUR) - rc) if (~is_r) & (maxc != g) else ZERO
     h = F32(F32(hr + hg) + hb)
     h = F32(F32(h * SIXTH) + ONE)
-    h = F32(np.fmod(h, ONE))
-    # remainder_(1.0) as torch computes it: fmod, then shift negatives up by the divisor
-    h = F32(np.fmod(F32(h + shift), ONE))
-    if h < ZERO:
-        h = F32(h + ONE)
-    # _hsv_to_rgb
+    # fmod(h, 1) without libm's fmod: h lies in [5/6, 11/6], and for h in [1, 2) h - 1 is
+    # exact in float32 (Sterbenz), so this is fmod bit for bit
+    h = F32(h - ONE) if h >= ONE else h
+    # remainder_(1.0) as torch computes it: fmod, then shift negatives up by the divisor;
+    # h + shift lies in [-0.5, 1.5), where the same exactness argument holds
+    h = F32(h + shift)
+    h = F32(h - ONE) if h >= ONE else (F32(h + ONE) if h < ZERO else h)
+    # _hsv_to_rgb; sector 6 (h * 6 rounding up to 6) is sector 0, as torch's remainder(i, 6)
     h6 = F32(h * SIX)
     fi = np.floor(h6)
     f = F32(h6 - fi)
-    i = int(fi) % 6
     sxf = F32(s * f)
     one_minus_s = F32(ONE - s)
     q = min(max(F32(F32(ONE - sxf) * maxc), ZERO), ONE)
     t = min(max(F32(F32(sxf + one_minus_s) * maxc), ZERO), ONE)
     p = min(max(F32(one_minus_s * maxc), ZERO), ONE)
     v = maxc
-    if i == 0:
-        r, g, b = v, t, p
-    elif i == 1:
-        r, g, b = q, v, p
-    elif i == 2:
-        r, g, b = p, v, t
-    elif i == 3:
-        r, g, b = p, q, v
-    elif i == 4:
-        r, g, b = t, p, v
-    else:
-        r, g, b = v, p, q
+    i0 = (fi == ZERO) | (fi == SIX)
+    r = v if i0 | (fi == 5) else (q if fi == 1 else (t if fi == 4 else p))
+    g = t if i0 else (v if (fi == 1) | (fi == 2) else (q if fi == 3 else p))
+    b = p if i0 | (fi == 1) else (t if fi == 2 else (q if fi == 5 else v))
     return np.floor(F32(r * TO_U8)), np.floor(F32(g * TO_U8)), np.floor(F32(b * TO_U8))
 
 
