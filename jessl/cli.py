@@ -77,6 +77,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_inspect)
 
+    p = sub.add_parser("bench", help="measure jessl against a reference in the same run")
+    bench = p.add_subparsers(dest="bench", required=True)
+    b = bench.add_parser("loader", help="two-view loading pairs/s vs torchvision v2 "
+                         "(the FFCV-SSL paper's Table 2)")
+    b.add_argument("--data", required=True, help="a dataset file")
+    b.add_argument("--preset", default="simclr", help="view preset whose size and "
+                   "normalisation the columns use (default simclr; simclr_cifar for 32 px)")
+    b.add_argument("--baseline", choices=("torchvision", "none"), default="torchvision")
+    b.add_argument("--columns", default=",".join(_bench_columns()),
+                   help="comma-separated Table 2 columns (default: all)")
+    b.add_argument("--batch-size", type=int, default=64)
+    b.add_argument("--baseline-images", type=int, default=256,
+                   help="images the (slow) torchvision references read per run")
+    b.add_argument("--repeats", type=int, default=3, help="runs per figure; medians reported")
+    b.add_argument("--workers", type=int, default=None,
+                   help="threads for jessl, processes for torchvision (default: all cores)")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(run=_bench_loader)
+
     p = sub.add_parser("quickstart", help="the first run: build a small dataset file from data "
                        "that ships with scikit-learn, then inspect and verify it")
     p.add_argument("--out", default="jessl-quickstart", help="folder for the run's files")
@@ -125,6 +144,29 @@ def _inspect(args) -> int:
             for f in failures[:20]:
                 print(f"  FAILED {f['error']}")
     return 1 if failures else 0
+
+
+def _bench_columns():
+    from jessl.benchmarks.loader import COLUMNS
+    return COLUMNS
+
+
+def _bench_loader(args) -> int:
+    from jessl.benchmarks.loader import run
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+    log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    result = run(args.data, preset=args.preset, columns=columns, batch_size=args.batch_size,
+                 baseline_images=args.baseline_images, repeats=args.repeats,
+                 workers=args.workers, baseline=args.baseline, log=log)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(f"full pipeline: jessl {result['jessl_pairs_per_s']:,.0f} pairs/s; decode floor "
+              f"{result['decode_floor_pairs_per_s']:,.0f}/s ({result['floor_ratio']:.1f}x)")
+        if result["ratio"] is not None:
+            print(f"ratio vs torchvision {result['ratio']:.1f}x, vs tuned "
+                  f"{result['ratio_tuned']:.1f}x")
+    return 0
 
 
 def _quickstart(args) -> int:
