@@ -1,0 +1,38 @@
+"""Barlow Twins (Zbontar et al. 2021): drive the views' cross-correlation to the identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..losses import barlow_twins
+from ..models import heads
+from .base import Method, StepOutput, apply_head, encode
+
+
+@dataclass
+class BarlowTwinsOptions:
+    lambd: float = 0.0051  # off-diagonal weight, facebookresearch/barlowtwins main.py --lambd
+
+
+class BarlowTwins(Method):
+    name = "barlowtwins"
+    options = BarlowTwinsOptions
+    views = "byol"  # Barlow Twins section 3 uses BYOL's augmentations
+    num_views = 2
+    default_projector = "8192-8192-8192"  # Barlow Twins section 4 / main.py --projector
+
+    def __init__(self, backbone, projector=None, opts=None, gather=None):
+        super().__init__(backbone, projector, opts, gather)
+        # main.py: Linear(bias=False)-BN-ReLU, last Linear without bias, then the reference's
+        # BatchNorm1d(affine=False) on the output; that last BN is applied inside
+        # jessl.losses.barlow_twins (batch statistics, as the reference in training), so the
+        # projector does not repeat it
+        self.projector = heads.projector(backbone.feature_dim, self.head_spec(projector),
+                                   last_bias=False)
+
+    def forward(self, views):
+        self.check_views(views)
+        h = encode(self.backbone, views)  # 2 x (B, F)
+        z = apply_head(self.projector, h)  # 2 x (B, D)
+        loss = barlow_twins(z[0], z[1], self.opts.lambd, gather=self.gather)
+        return StepOutput(loss, h[0].detach(), z[0].detach())

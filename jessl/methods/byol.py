@@ -1,0 +1,53 @@
+"""BYOL (Grill et al. 2020): an online network with a predictor regresses an EMA target network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..losses import neg_cosine
+from ..models import heads
+from .base import Method, StepOutput, apply_head, cosine_at, ema_copy, ema_update_, encode
+
+
+@dataclass
+class BYOLOptions:
+    predictor_hidden: str = "4096"  # predictor MLP widths before the output, BYOL section 3.3
+    momentum: float = 0.996  # tau_base, EMA momentum at step 0, BYOL section 3.2
+    momentum_end: float = 1.0  # tau at the last step (cosine from momentum), BYOL section 3.2
+
+
+class BYOL(Method):
+    name = "byol"
+    options = BYOLOptions
+    views = "byol"
+    num_views = 2
+    default_projector = "4096-256"  # BYOL section 3.3: Linear 4096-BN-ReLU-Linear 256
+
+    def __init__(self, backbone, projector=None, opts=None, gather=None):
+        # gather unused: neg_cosine is a per-sample mean, exact under DDP (jessl.distributed)
+        super().__init__(backbone, projector, opts, gather)
+        self.projector = heads.projector(backbone.feature_dim, self.head_spec(projector))
+        out_dim = heads.parse_dims(self.head_spec(projector))[-1]
+        self.predictor = heads.predictor(out_dim, self.opts.predictor_hidden)
+        self.teacher = ema_copy(nn.ModuleDict({"backbone": backbone, "projector": self.projector}))
+        self.momentum = self.opts.momentum  # the value the last after_step used
+
+    def forward(self, views):
+        self.check_views(views)
+        h = encode(self.backbone, views)  # 2 x (B, F)
+        z = apply_head(self.projector, h)  # 2 x (B, D)
+        p = apply_head(self.predictor, z)  # 2 x (B, D)
+        with torch.no_grad():
+            t = apply_head(self.teacher["projector"], encode(self.teacher["backbone"], views))
+        # BYOL eq. 2: the loss and its symmetric twin, each 2 - 2 cos
+        loss = neg_cosine(p[0], t[1]) + neg_cosine(p[1], t[0])
+        return StepOutput(loss, h[0].detach(), z[0].detach(), {"momentum": self.momentum})
+
+    def after_step(self, step, total_steps):
+        self.momentum = cosine_at(self.opts.momentum, self.opts.momentum_end, step, total_steps)
+        ema_update_(self.teacher["backbone"], self.backbone, self.momentum)
+        ema_update_(self.teacher["projector"], self.projector, self.momentum)
+

@@ -1,0 +1,47 @@
+"""NNCLR (Dwibedi et al. 2021): SimCLR whose positive is the nearest neighbour of a view's
+embedding in a support set (a queue of past embeddings), with a predictor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..losses import nnclr
+from ..models import heads
+from ..queues import new_queue, push_
+from .base import Method, StepOutput, apply_head, encode
+
+
+@dataclass
+class NNCLROptions:
+    temperature: float = 0.1  # NNCLR section 4.1 (implementation details)
+    queue_size: int = 98304  # support-set size Q, NNCLR section 4.1; at most the dataset size
+    predictor_hidden: str = "4096"  # prediction MLP 256-4096-256, NNCLR section 4.1
+
+
+class NNCLR(Method):
+    name = "nnclr"
+    options = NNCLROptions
+    views = "byol"  # NNCLR section 4.1 uses BYOL's augmentations
+    num_views = 2
+    default_projector = "2048-2048-256"  # NNCLR section 4.1: 3 layers, hidden 2048, output 256
+
+    def __init__(self, backbone, projector=None, opts=None, gather=None):
+        super().__init__(backbone, projector, opts, gather)
+        spec = self.head_spec(projector)
+        out_dim = heads.parse_dims(spec)[-1]
+        self.projector = heads.projector(backbone.feature_dim, spec)
+        self.predictor = heads.predictor(out_dim, self.opts.predictor_hidden)
+        self.register_buffer("queue", new_queue(self.opts.queue_size, out_dim))  # (Q, D)
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    def forward(self, views):
+        self.check_views(views)
+        h = encode(self.backbone, views)  # 2 x (B, F)
+        z = apply_head(self.projector, h)  # 2 x (B, D)
+        p = apply_head(self.predictor, z)  # 2 x (B, D)
+        loss = nnclr(z[0], z[1], self.queue, self.opts.temperature, self.gather, p1=p[0], p2=p[1])
+        if self.training:  # the support set takes view 0's embeddings after the lookup
+            self.queue_ptr.fill_(push_(self.queue, int(self.queue_ptr), z[0], self.gather))
+        return StepOutput(loss, h[0].detach(), z[0].detach())
