@@ -1,4 +1,4 @@
-"""ColorJitter and RandomGrayscale, fused into one float32 pass per pixel.
+"""ColorJitter and RandomGrayscale, fused into one kernel over blocks of float32 planes.
 
 Each adjustment copies torchvision.transforms.v2.functional on uint8 tensors operation for
 operation in float32 (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue,
@@ -10,10 +10,18 @@ rare pixels (measured in tests/data/ops/test_color.py).
 Contrast blends towards the mean grey level of the *current* image (after the ops drawn before it),
 so the kernel makes two passes when contrast is on: the ops before it plus the reduction, then
 contrast and the ops after it. Without contrast it is one pass.
+
+Within a pass the image goes through in blocks of BLOCK pixels, deinterleaved into 3 float32
+planes that stay in L1, and each op is one branch-free loop over the block, which LLVM vectorises
+(8 or 16 floats per instruction with AVX2 or AVX-512). 224 px view, all 4 ops + grey, one
+thread, 2-core shared AMD EPYC (AVX-512) dev machine, median of 60 runs in one process: 0.22 ms,
+against 2.4 ms (photo) and 3.3 ms (noise) for the previous pixel-at-a-time loop, whose output
+this equals bit for bit (checked on all 2**24 colours for every op).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,6 +108,9 @@ def sample_grayscale(rng: np.random.Generator, p: float = GRAYSCALE_P) -> bool:
 
 
 # --- per-pixel arithmetic, shared by the kernel's passes -------------------------------------------
+# Everything per pixel is branch-free (selects only), calls no libm function but floor, and divides
+# with np.divide (numba's `/` adds a ZeroDivisionError branch): a branch, an exception path or an
+# uninlined call in a block loop keeps LLVM from vectorising it.
 
 @jit
 def gray_level(r, g, b):
@@ -108,154 +119,250 @@ def gray_level(r, g, b):
 
 
 @jit
-def blend(x, other, ratio, alpha):
+def blend(x, other_alpha, ratio):
     """torchvision _blend for uint8: x*ratio + other*(1-ratio), clamped, truncated.
 
-    torch's `add_(other, alpha=...)` is a fused multiply-add on AVX2 CPUs: one rounding of
-    other*alpha + x*ratio. float64 reproduces it (a product of two float32 is exact in float64)
-    without relying on an fma instruction that plain Python lacks.
+    `other_alpha` is float64(other) * float64(1 - ratio), exact (a product of two float32 is
+    exact in float64). torch's `add_(other, alpha=...)` is a fused multiply-add on AVX2 CPUs: one
+    rounding of other*alpha + x*ratio, which the float64 sum reproduces without relying on an fma
+    instruction that plain Python lacks.
     """
-    v = F32(np.float64(F32(x * ratio)) + np.float64(other) * np.float64(alpha))
+    v = F32(np.float64(F32(x * ratio)) + other_alpha)
     return np.floor(min(max(v, ZERO), MAX))
 
 
-@jit
-def hue_shift(r, g, b, shift):
-    """adjust_hue on one uint8 pixel: to [0,1], HSV, rotate hue by `shift` turns, back, truncate."""
-    r = F32(r * INV255)
-    g = F32(g * INV255)
-    b = F32(b * INV255)
-    # Written without data-dependent branches (selects only): on photos the branchy form
-    # mispredicts often enough to double the kernel's time. Same float32 operations as torch.
-    maxc = max(r, max(g, b))
-    minc = min(r, min(g, b))
-    eqc = maxc == minc
-    crange = F32(maxc - minc)
-    s = F32(crange / (ONE if eqc else maxc))
-    div = ONE if eqc else crange
-    rc = F32(F32(maxc - r) / div)
-    gc = F32(F32(maxc - g) / div)
-    bc = F32(F32(maxc - b) / div)
-    is_r = maxc == r
-    is_g = (maxc == g) & (~is_r)
-    hr = F32(bc - gc) if is_r else ZERO
-    hg = F32(F32(rc + TWO) - bc) if is_g else ZERO
-    hb = F32(F32(gc + FOUR) - rc) if (~is_r) & (maxc != g) else ZERO
-    h = F32(F32(hr + hg) + hb)
-    h = F32(F32(h * SIXTH) + ONE)
-    # fmod(h, 1) without libm's fmod: h lies in [5/6, 11/6], and for h in [1, 2) h - 1 is
-    # exact in float32 (Sterbenz), so this is fmod bit for bit
-    h = F32(h - ONE) if h >= ONE else h
-    # remainder_(1.0) as torch computes it: fmod, then shift negatives up by the divisor;
-    # h + shift lies in [-0.5, 1.5), where the same exactness argument holds
-    h = F32(h + shift)
-    h = F32(h - ONE) if h >= ONE else (F32(h + ONE) if h < ZERO else h)
-    # _hsv_to_rgb; sector 6 (h * 6 rounding up to 6) is sector 0, as torch's remainder(i, 6)
-    h6 = F32(h * SIX)
-    fi = np.floor(h6)
-    f = F32(h6 - fi)
-    sxf = F32(s * f)
-    one_minus_s = F32(ONE - s)
-    q = min(max(F32(F32(ONE - sxf) * maxc), ZERO), ONE)
-    t = min(max(F32(F32(sxf + one_minus_s) * maxc), ZERO), ONE)
-    p = min(max(F32(one_minus_s * maxc), ZERO), ONE)
-    v = maxc
-    i0 = (fi == ZERO) | (fi == SIX)
-    r = v if i0 | (fi == 5) else (q if fi == 1 else (t if fi == 4 else p))
-    g = t if i0 else (v if (fi == 1) | (fi == 2) else (q if fi == 3 else p))
-    b = p if i0 | (fi == 1) else (t if fi == 2 else (q if fi == 5 else v))
-    return np.floor(F32(r * TO_U8)), np.floor(F32(g * TO_U8)), np.floor(F32(b * TO_U8))
+# --- one op over a block of pixels held as float32 planes (3, n) of integral levels --------------
+
+BLOCK = 1024  # pixels per block: 3 float32 planes of 4 KiB, in L1 from one op's pass to the next
 
 
 @jit
-def apply_op(op, factor, mean, r, g, b):
-    """One ColorJitter op on a pixel held as integral float32 levels; returns the new levels."""
-    if op == BRIGHTNESS:
-        return (np.floor(min(F32(r * factor), MAX)), np.floor(min(F32(g * factor), MAX)),
-                np.floor(min(F32(b * factor), MAX)))
-    if op == CONTRAST:
-        alpha = F32(1.0 - factor)
-        return blend(r, mean, factor, alpha), blend(g, mean, factor, alpha), blend(b, mean, factor, alpha)
-    if op == SATURATION:
-        alpha = F32(1.0 - factor)
-        grey = np.floor(gray_level(r, g, b))
-        return blend(r, grey, factor, alpha), blend(g, grey, factor, alpha), blend(b, grey, factor, alpha)
-    if op == HUE:
-        return hue_shift(r, g, b, factor)
-    return r, g, b
+def load_block(flat, start, n, planes):
+    """Levels of pixels start..start+n of a flat (H*W*3,) uint8 image into planes[:, :n]."""
+    r, g, b = planes[0], planes[1], planes[2]
+    # Indexing a slice from 0 (not flat[3 * (start + i)]) lets LLVM prove the index non-negative,
+    # drop numba's wraparound select and vectorise the stride-3 access: 4-5x faster.
+    px = flat[3 * start:3 * (start + n)]
+    for i in range(n):
+        r[i] = F32(px[3 * i])
+        g[i] = F32(px[3 * i + 1])
+        b[i] = F32(px[3 * i + 2])
 
 
 @jit
-def color_kernel(src, order, factors, grayscale, dst):
+def store_block(planes, n, flat, start):
+    """planes[:, :n] (integral levels in [0, 255]) back into pixels start..start+n of `flat`."""
+    r, g, b = planes[0], planes[1], planes[2]
+    px = flat[3 * start:3 * (start + n)]  # as in load_block
+    for i in range(n):
+        px[3 * i] = np.uint8(r[i])
+        px[3 * i + 1] = np.uint8(g[i])
+        px[3 * i + 2] = np.uint8(b[i])
+
+
+@jit
+def brightness_block(planes, n, factor):
+    """adjust_brightness: _blend with a black image, i.e. x*factor clamped to 255, truncated."""
+    for c in range(3):
+        x = planes[c]
+        for i in range(n):
+            x[i] = np.floor(min(F32(x[i] * factor), MAX))
+
+
+@jit
+def contrast_block(planes, n, factor, mean):
+    """adjust_contrast: _blend with the image's mean grey level."""
+    other_alpha = np.float64(mean) * np.float64(F32(1.0 - factor))
+    for c in range(3):
+        x = planes[c]
+        for i in range(n):
+            x[i] = blend(x[i], other_alpha, factor)
+
+
+@jit
+def saturation_block(planes, n, factor):
+    """adjust_saturation: _blend with the pixel's own (truncated) grey level."""
+    r, g, b = planes[0], planes[1], planes[2]
+    alpha = np.float64(F32(1.0 - factor))
+    for i in range(n):
+        grey_alpha = np.float64(np.floor(gray_level(r[i], g[i], b[i]))) * alpha
+        r[i] = blend(r[i], grey_alpha, factor)
+        g[i] = blend(g[i], grey_alpha, factor)
+        b[i] = blend(b[i], grey_alpha, factor)
+
+
+@jit
+def hue_block(planes, n, shift):
+    """adjust_hue on every pixel: to [0,1], HSV, rotate hue by `shift` turns, back, truncate.
+
+    Written out in the loop rather than called per pixel: numba leaves a function this size
+    uninlined, and a call in the loop keeps LLVM from vectorising it.
+    """
+    rp, gp, bp = planes[0], planes[1], planes[2]
+    for i in range(n):
+        r = F32(rp[i] * INV255)
+        g = F32(gp[i] * INV255)
+        b = F32(bp[i] * INV255)
+        # Selects, not data-dependent branches: on photos branches mispredict often enough to
+        # double the time, and they keep LLVM from vectorising. Same float32 operations as torch.
+        maxc = max(r, max(g, b))
+        minc = min(r, min(g, b))
+        eqc = maxc == minc
+        crange = F32(maxc - minc)
+        s = np.divide(crange, ONE if eqc else maxc)
+        div = ONE if eqc else crange
+        rc = np.divide(F32(maxc - r), div)
+        gc = np.divide(F32(maxc - g), div)
+        bc = np.divide(F32(maxc - b), div)
+        is_r = maxc == r
+        is_g = (maxc == g) & (~is_r)
+        hr = F32(bc - gc) if is_r else ZERO
+        hg = F32(F32(rc + TWO) - bc) if is_g else ZERO
+        hb = F32(F32(gc + FOUR) - rc) if (~is_r) & (maxc != g) else ZERO
+        h = F32(F32(hr + hg) + hb)
+        h = F32(F32(h * SIXTH) + ONE)
+        # fmod(h, 1) without libm's fmod: h lies in [5/6, 11/6], and for h in [1, 2) h - 1 is
+        # exact in float32 (Sterbenz), so this is fmod bit for bit
+        h = F32(h - ONE) if h >= ONE else h
+        # remainder_(1.0) as torch computes it: fmod, then shift negatives up by the divisor;
+        # h + shift lies in [-0.5, 1.5), where the same exactness argument holds
+        h = F32(h + shift)
+        h = F32(h - ONE) if h >= ONE else (F32(h + ONE) if h < ZERO else h)
+        # _hsv_to_rgb; sector 6 (h * 6 rounding up to 6) is sector 0, as torch's remainder(i, 6)
+        h6 = F32(h * SIX)
+        fi = np.floor(h6)
+        f = F32(h6 - fi)
+        sxf = F32(s * f)
+        one_minus_s = F32(ONE - s)
+        q = min(max(F32(F32(ONE - sxf) * maxc), ZERO), ONE)
+        t = min(max(F32(F32(sxf + one_minus_s) * maxc), ZERO), ONE)
+        p = min(max(F32(one_minus_s * maxc), ZERO), ONE)
+        v = maxc
+        i0 = (fi == ZERO) | (fi == SIX)
+        r = v if i0 | (fi == 5) else (q if fi == 1 else (t if fi == 4 else p))
+        g = t if i0 else (v if (fi == 1) | (fi == 2) else (q if fi == 3 else p))
+        b = p if i0 | (fi == 1) else (t if fi == 2 else (q if fi == 5 else v))
+        rp[i] = np.floor(F32(r * TO_U8))
+        gp[i] = np.floor(F32(g * TO_U8))
+        bp[i] = np.floor(F32(b * TO_U8))
+
+
+@jit
+def grey_block(planes, n):
+    """rgb_to_grayscale(num_output_channels=3): the truncated grey level in all 3 planes."""
+    r, g, b = planes[0], planes[1], planes[2]
+    for i in range(n):
+        v = np.floor(gray_level(r[i], g[i], b[i]))
+        r[i] = v
+        g[i] = v
+        b[i] = v
+
+
+@jit
+def grey_sum_block(planes, n):
+    """Sum of the truncated grey levels, as an integer (exact, and a reduction LLVM vectorises)."""
+    r, g, b = planes[0], planes[1], planes[2]
+    total = 0
+    for i in range(n):
+        total += np.int64(np.floor(gray_level(r[i], g[i], b[i])))
+    return total
+
+
+@jit
+def ops_block(planes, n, order, factors, first, stop, mean):
+    """The ops order[first:stop] (SKIP slots ignored) over one block, one pass per op."""
+    for k in range(first, stop):
+        op = order[k]
+        if op == BRIGHTNESS:
+            brightness_block(planes, n, factors[op])
+        elif op == CONTRAST:
+            contrast_block(planes, n, factors[op], mean)
+        elif op == SATURATION:
+            saturation_block(planes, n, factors[op])
+        elif op == HUE:
+            hue_block(planes, n, factors[op])
+
+
+@jit
+def color_kernel(src, order, factors, grayscale, planes, dst):
     """ColorJitter ops in `order` with `factors`, then rgb_to_grayscale if `grayscale`.
 
     src, dst: (H, W, 3) uint8, may be the same array. order: (4,) int64 op ids, SKIP = none.
-    factors: (4,) float32 by op id. When contrast is on, pass 1 applies the ops before it and
-    sums the floored grey levels (torch's mean of the current image); pass 2 does the rest.
+    factors: (4,) float32 by op id. planes: (3, BLOCK) float32 scratch. The image is processed
+    in blocks of pixels deinterleaved into float32 planes, one pass per op, so every pass is a
+    branch-free loop over contiguous floats. When contrast is on, pass 1 applies the ops before
+    it and sums the truncated grey levels (torch's mean of the current image); pass 2 does the rest.
     """
-    height, width = src.shape[0], src.shape[1]
+    npix = src.shape[0] * src.shape[1]
+    flat_src = src.reshape(npix * 3)
+    flat_dst = dst.reshape(npix * 3)
+    block = planes.shape[1]
     split = 4  # order index of contrast; 4 = no contrast, one pass
     for k in range(4):
         if order[k] == CONTRAST:
             split = k
-    cur = src
+    cur = flat_src
     mean = ZERO
     if split < 4:
-        total = 0.0  # float64: exact for any image below 2**45 pixels
-        for y in range(height):
-            for x in range(width):
-                r = F32(src[y, x, 0])
-                g = F32(src[y, x, 1])
-                b = F32(src[y, x, 2])
-                for k in range(split):
-                    if order[k] != SKIP:
-                        r, g, b = apply_op(order[k], factors[order[k]], ZERO, r, g, b)
-                if split > 0:
-                    dst[y, x, 0] = np.uint8(r)
-                    dst[y, x, 1] = np.uint8(g)
-                    dst[y, x, 2] = np.uint8(b)
-                total += np.floor(gray_level(r, g, b))
-        mean = F32(total / (height * width))
+        total = 0
+        for start in range(0, npix, block):
+            n = min(block, npix - start)
+            load_block(flat_src, start, n, planes)
+            if split > 0:
+                ops_block(planes, n, order, factors, 0, split, ZERO)
+                store_block(planes, n, flat_dst, start)
+            total += grey_sum_block(planes, n)
+        mean = F32(np.float64(total) / npix)  # exact sum below 2**53: torch's mean, rounded once
         if split > 0:
-            cur = dst
-    for y in range(height):
-        for x in range(width):
-            r = F32(cur[y, x, 0])
-            g = F32(cur[y, x, 1])
-            b = F32(cur[y, x, 2])
-            for k in range(split if split < 4 else 0, 4):
-                if order[k] != SKIP:
-                    r, g, b = apply_op(order[k], factors[order[k]], mean, r, g, b)
-            if grayscale:
-                r = np.floor(gray_level(r, g, b))
-                g = r
-                b = r
-            dst[y, x, 0] = np.uint8(r)
-            dst[y, x, 1] = np.uint8(g)
-            dst[y, x, 2] = np.uint8(b)
+            cur = flat_dst
+    first = split if split < 4 else 0
+    for start in range(0, npix, block):
+        n = min(block, npix - start)
+        load_block(cur, start, n, planes)
+        ops_block(planes, n, order, factors, first, 4, mean)
+        if grayscale:
+            grey_block(planes, n)
+        store_block(planes, n, flat_dst, start)
+
+
+_SCRATCH = threading.local()  # one (3, BLOCK) float32 block per loader thread, reused every call
+
+
+def scratch_planes() -> np.ndarray:
+    """This thread's float32 (3, BLOCK) scratch for color_kernel."""
+    planes = getattr(_SCRATCH, "planes", None)
+    if planes is None:
+        planes = _SCRATCH.planes = np.empty((3, BLOCK), np.float32)
+    return planes
 
 
 # --- the ops ------------------------------------------------------------------------------------
 
 def color(src: np.ndarray, jitter: JitterParams, grayscale: bool, dst: np.ndarray) -> np.ndarray:
     """ColorJitter (drawn params) then RandomGrayscale on an (H, W, 3) uint8 view, into dst."""
+    # Called once per view: the checks run on Python ints and floats (numpy scalars cost ~1 us
+    # each) and skip the overlap test in the usual in-place call.
     check_view(src, "src")
-    check_view(dst)
-    if src.shape != dst.shape:
-        raise ValueError(f"src {src.shape} and dst {dst.shape} must have the same shape")
-    if np.shares_memory(src, dst) and src.__array_interface__["data"] != dst.__array_interface__["data"]:
-        raise ValueError("src and dst must be the same array or not overlap")
+    if dst is not src:
+        check_view(dst)
+        if src.shape != dst.shape:
+            raise ValueError(f"src {src.shape} and dst {dst.shape} must have the same shape")
+        if np.shares_memory(src, dst) and \
+                src.__array_interface__["data"] != dst.__array_interface__["data"]:
+            raise ValueError("src and dst must be the same array or not overlap")
     order = np.ascontiguousarray(jitter.order, np.int64)
     factors = np.ascontiguousarray(jitter.factors, np.float32)
-    if order.shape != (4,) or factors.shape != (4,) or not set(order.tolist()) <= {SKIP, 0, 1, 2, 3}:
+    if order.shape != (4,) or factors.shape != (4,):
         raise ValueError(f"bad jitter params: order {order}, factors {factors}")
-    used = [op for op in order.tolist() if op != SKIP]
+    ops, f = order.tolist(), factors.tolist()
+    used = [op for op in ops if op != SKIP]
+    if not all(op in (BRIGHTNESS, CONTRAST, SATURATION, HUE) for op in used):
+        raise ValueError(f"bad jitter params: order {order}, factors {factors}")
     if len(set(used)) != len(used):
         raise ValueError(f"each op may appear once in order, got {order}")
-    if any(factors[op] < 0 for op in used if op != HUE) or \
-            (HUE in used and not -0.5 <= factors[HUE] <= 0.5):
+    if any(f[op] < 0 for op in used if op != HUE) or (HUE in used and not -0.5 <= f[HUE] <= 0.5):
         raise ValueError(f"factors out of range: {factors}")
-    color_kernel(src, order, factors, bool(grayscale), dst)
+    color_kernel(src, order, factors, bool(grayscale), scratch_planes(), dst)
     return dst
 
 

@@ -7,24 +7,34 @@ Resampling matches torchvision's `F.resized_crop(..., antialias=True)` bilinear 
 triangle filter whose support grows with the downscale factor (Pillow's algorithm, which torch's
 uint8 CPU path copies), applied horizontally into a uint8 buffer, then vertically. Two backends:
 
-- `numba` (`resample_kernel`): that exact algorithm with float64 weights. Torch rounds its weights
-  to int16 fixed point, so outputs differ by at most 1 level (see tests/data/ops/test_crop.py).
+- `numba` (`resample_rows_kernel`): that exact algorithm with float64-computed, float32-applied
+  weights. Torch rounds its weights to int16 fixed point, so outputs differ by at most 1 level
+  (see tests/data/ops/test_crop.py). Both passes resample whole rows, so their inner loops run
+  over contiguous memory and vectorise; the horizontal pass runs on the transposed crop (OpenCV's
+  transpose, there and back).
 - `cv2`: `cv2.resize` INTER_LINEAR is the same filter when no axis shrinks (support 1, edge
-  clamping = edge renormalisation), again within 1 level, and it is SIMD: about 3.5x the numba
-  loop at 224 px on the 2-core dev machine. OpenCV has no triangle antialiasing for shrinking;
-  INTER_AREA (a box filter) is up to ~25 levels off torchvision at sharp edges (mean ~1), so the
-  `cv2` backend uses it only when asked explicitly.
+  clamping = edge renormalisation), again within 1 level, and it is SIMD. OpenCV has no triangle
+  antialiasing for shrinking; INTER_AREA (a box filter) is up to ~25 levels off torchvision at
+  sharp edges (mean ~1), so the `cv2` backend uses it only when asked explicitly.
 
-`auto` takes cv2 where no axis shrinks (same filter, faster at every size measured: 0.05 vs
-0.16 ms for 100x90 -> 224, 0.006 vs 0.014 ms for 28 -> 32 px) and the exact numba kernel where
-any axis shrinks, since only the triangle filter matches torchvision there (0.54 ms for
-300x400 -> 224, where torch's AVX2 int16 path takes 0.23 ms and cv2 INTER_AREA 0.71 ms).
-Timings: min of 15 runs, one thread, 2-core shared dev machine.
+`auto` takes cv2 where no axis shrinks and the numba kernel where any axis shrinks, since only the
+triangle filter matches torchvision there. Median of 100 runs in one process, one thread, 2-core
+shared AMD EPYC (AVX-512) dev machine:
+
+    300x400 -> 224: numba 0.15 ms (0.55 for the earlier pixel-at-a-time loop, same output),
+                    torch's AVX2 int16 path 0.28 ms, cv2 INTER_AREA 0.73 ms
+    100x90 -> 224:  numba 0.054 ms, cv2 INTER_LINEAR 0.058 ms (torch 0.18)
+    28 -> 32:       numba 0.016 ms, cv2 0.009 ms (mostly per-call overhead)
+
+so on pure upscales the numba kernel is now about as fast as cv2 at view sizes, and closer to
+torchvision (mean |diff| 0.003 vs 0.19 levels); `auto` still picks cv2 there.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 
 import cv2
 import numpy as np
@@ -35,8 +45,8 @@ SCALE = (0.08, 1.0)  # area fraction of the source, torchvision RandomResizedCro
 RATIO = (3.0 / 4.0, 4.0 / 3.0)  # aspect ratio w/h range, torchvision RandomResizedCrop default
 ATTEMPTS = 10  # rejection-sampling tries before the central fallback, as torchvision
 BACKENDS = ("auto", "numba", "cv2")
-# float32 constants: a bare 0.5 is float64 to numba and would promote the float32 accumulators
-ZERO, HALF = np.float32(0.0), np.float32(0.5)
+# float32 constant: a bare 0.5 is float64 to numba and would promote the float32 accumulators
+HALF = np.float32(0.5)
 
 
 # --- sampling ------------------------------------------------------------------------------------
@@ -144,64 +154,42 @@ def aa_weights_kernel(in_size, out_size, starts, counts, weights):
 
 
 @jit
-def resample_kernel(src, top, left, ystarts, ycounts, yweights, xstarts, xcounts, xweights,
-                    flip, tmp, acc, dst):
-    """Resize src[top:top+h, left:left+w] into dst (out_h, out_w, 3) with precomputed taps.
+def resample_rows_kernel(src, starts, counts, weights, flip, acc, dst):
+    """Resample along axis 0: dst[o] = round(sum_k weights[o, k] * src[starts[o] + k]).
 
-    Horizontal pass into `tmp` (h, out_w, C) rounded to uint8, then vertical into `dst`: the order
-    and intermediate rounding of torch's uint8 path. `flip` mirrors the columns as they are
-    written (RandomHorizontalFlip for free). A 1-channel source is written to all 3 channels.
-    `acc` (out_w * C,) float32 holds one output row, so the vertical pass runs over contiguous
-    memory and LLVM can vectorise it; the horizontal pass keeps the 3 channels in 3 registers.
-    The weights are non-negative and sum to 1, so every sum lies in [0, 255]: truncating sum+0.5
-    rounds half up (as torch's fixed point does) without a clamp.
+    src (n_in, n) uint8, dst (n_out, n) uint8, or (n_out, 3n) to replicate a grey row into RGB.
+    `flip` writes output row o to dst[n_out - 1 - o]. acc (>= n,) float32 scratch holds one
+    output row. Each tap is one pass over contiguous memory, which LLVM vectorises; per element
+    the float32 sum runs over the taps in order from 0, exactly as the pixel-at-a-time loop did
+    (the first tap stores w*x, which equals 0 + w*x). The weights are non-negative and sum to 1,
+    so every sum lies in [0, 255]: truncating sum+0.5 rounds half up (as torch's fixed point does)
+    without a clamp.
     """
-    h = tmp.shape[0]
-    out_h, out_w = dst.shape[0], dst.shape[1]
-    c_src = src.shape[2]
-    for y in range(h):
-        row = top + y
-        for ox in range(out_w):
-            tx = out_w - 1 - ox if flip else ox
-            x0 = left + xstarts[ox]
-            if c_src == 3:
-                a0 = ZERO
-                a1 = ZERO
-                a2 = ZERO
-                for k in range(xcounts[ox]):
-                    wk = xweights[ox, k]
-                    a0 += wk * np.float32(src[row, x0 + k, 0])
-                    a1 += wk * np.float32(src[row, x0 + k, 1])
-                    a2 += wk * np.float32(src[row, x0 + k, 2])
-                tmp[y, tx, 0] = np.uint8(a0 + HALF)
-                tmp[y, tx, 1] = np.uint8(a1 + HALF)
-                tmp[y, tx, 2] = np.uint8(a2 + HALF)
-            else:
-                a0 = ZERO
-                for k in range(xcounts[ox]):
-                    a0 += xweights[ox, k] * np.float32(src[row, x0 + k, 0])
-                tmp[y, tx, 0] = np.uint8(a0 + HALF)
-    n = out_w * c_src
-    rows = tmp.reshape((h, n))
-    for oy in range(out_h):
+    n_out = dst.shape[0]
+    n = src.shape[1]
+    grey_to_rgb = dst.shape[1] != n
+    for o in range(n_out):
+        first = starts[o]
+        count = counts[o]
+        w0 = weights[o, 0]
+        r = src[first]
         for i in range(n):
-            acc[i] = ZERO
-        y0 = ystarts[oy]
-        for k in range(ycounts[oy]):
-            wk = yweights[oy, k]
-            r = rows[y0 + k]
+            acc[i] = w0 * np.float32(r[i])
+        for k in range(1, count):
+            wk = weights[o, k]
+            r = src[first + k]
             for i in range(n):
                 acc[i] += wk * np.float32(r[i])
-        if c_src == 3:
-            out = dst[oy].reshape(n)
+        out = dst[n_out - 1 - o if flip else o]
+        if grey_to_rgb:
+            for i in range(n):
+                v = np.uint8(acc[i] + HALF)
+                out[3 * i] = v
+                out[3 * i + 1] = v
+                out[3 * i + 2] = v
+        else:
             for i in range(n):
                 out[i] = np.uint8(acc[i] + HALF)
-        else:
-            for ox in range(out_w):
-                v = np.uint8(acc[ox] + HALF)
-                dst[oy, ox, 0] = v
-                dst[oy, ox, 1] = v
-                dst[oy, ox, 2] = v
 
 
 # --- the op -------------------------------------------------------------------------------------
@@ -239,14 +227,49 @@ def check_box(box, height: int, width: int) -> tuple[int, int, int, int]:
     return top, left, h, w
 
 
+@functools.lru_cache(maxsize=4096)
 def axis_weights(in_size: int, out_size: int):
-    """(starts, counts, weights) of one axis: the triangle-filter taps as arrays."""
+    """(starts, counts, weights) of one axis: the triangle-filter taps as read-only arrays.
+
+    Cached: a loader sees a few hundred (crop side, view side) pairs, each many times.
+    """
     ntaps = filter_taps(in_size, out_size)
     starts = np.empty(out_size, np.int64)
     counts = np.empty(out_size, np.int64)
     weights = np.empty((out_size, ntaps), np.float64)  # float64: computed like torch's
     aa_weights_kernel(in_size, out_size, starts, counts, weights)
-    return starts, counts, weights.astype(np.float32)  # float32: applied 2x wider in SIMD
+    weights = weights.astype(np.float32)  # float32: applied 2x wider in SIMD
+    for a in (starts, counts, weights):
+        a.flags.writeable = False  # shared by every caller through the cache
+    return starts, counts, weights
+
+
+_SCRATCH = threading.local()  # per loader thread: growable uint8 / float32 buffers for resampling
+
+
+SCRATCH_KEEP = 1 << 22  # elements a thread keeps per buffer: an RGB crop of ~1180 px square
+
+
+def scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A C-contiguous `shape` view of this thread's buffer `name`, grown when too small.
+
+    Requests above SCRATCH_KEEP get a fresh array, so one huge image does not pin its buffers.
+    """
+    size = math.prod(shape)
+    buf = getattr(_SCRATCH, name, None)
+    if buf is None or buf.size < size:
+        buf = np.empty(max(size, 1 << 16), dtype)
+        if size <= SCRATCH_KEEP:
+            setattr(_SCRATCH, name, buf)
+    return buf[:size].reshape(shape)
+
+
+def transpose(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """dst = src with axes 0 and 1 swapped (channels kept), by OpenCV's SIMD transpose."""
+    out = cv2.transpose(src, dst=dst)
+    if out is not dst:  # OpenCV reallocated (it never should for these shapes): copy back
+        dst[...] = out.reshape(dst.shape)
+    return dst
 
 
 def choose_backend(h: int, w: int, out_h: int, out_w: int) -> str:
@@ -292,7 +315,16 @@ def resized_crop(src: np.ndarray, box, dst: np.ndarray, flip: bool = False,
         return dst
     ys, yc, yw = axis_weights(h, out_h)
     xs, xc, xw = axis_weights(w, out_w)
-    tmp = np.empty((h, out_w, src.shape[2]), np.uint8)
-    acc = np.empty(out_w * src.shape[2], np.float32)
-    resample_kernel(src, top, left, ys, yc, yw, xs, xc, xw, bool(flip), tmp, acc, dst)
+    c = src.shape[2]
+    crop = src[top:top + h, left:left + w] if c == 3 else src[top:top + h, left:left + w, 0]
+    # Horizontal pass, then vertical, with uint8 rounding in between (torch's order). Each pass
+    # resamples whole rows, so the horizontal one runs on the transposed crop: two OpenCV
+    # transposes (~0.05 ms at 224 px) buy a vectorised pass instead of a scalar gather.
+    cols = transpose(crop, scratch("cols", (w, h * c), np.uint8).reshape((w, h) + crop.shape[2:]))
+    acc = scratch("acc", (max(h, out_w) * c,), np.float32)
+    tmp_t = scratch("tmp_t", (out_w, h * c), np.uint8)
+    resample_rows_kernel(cols.reshape(w, h * c), xs, xc, xw, bool(flip), acc, tmp_t)
+    tmp = scratch("tmp", (h, out_w * c), np.uint8)
+    transpose(tmp_t.reshape((out_w, h) + crop.shape[2:]), tmp.reshape((h, out_w) + crop.shape[2:]))
+    resample_rows_kernel(tmp, ys, yc, yw, False, acc, dst.reshape(out_h, out_w * 3))
     return dst

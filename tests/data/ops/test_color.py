@@ -129,3 +129,32 @@ def test_bad_params_raise():
         color(img, NO_JITTER, False, np.empty((4, 4, 3), np.uint8))
     with pytest.raises(ValueError):
         sample_color_jitter(np.random.default_rng(0), hue=0.6)
+
+
+def test_every_colour_matches_torchvision():
+    # 65**3 colours (every 4th level and 255 per channel): each op meets every hue sector, grey
+    # and saturated pixels; 274625 pixels is not a multiple of the kernel's block, so the last
+    # block is partial
+    levels = np.r_[0:256:4, 255].astype(np.uint8)
+    img = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(65 * 65, 65, 3)
+    for op, values in [(BRIGHTNESS, [0.3, 1.7]), (CONTRAST, [0.3, 1.7]), (SATURATION, [0.3, 1.7]),
+                       (HUE, [-0.45, 0.05, 0.3])]:
+        for v in values:
+            f = np.array([1, 1, 1, 0], np.float32)
+            f[op] = v
+            p = JitterParams(np.array([op, SKIP, SKIP, SKIP], np.int64), f)
+            assert max_abs_diff(color(img, p, False, np.empty_like(img)),
+                                torchvision_chain(img, p, False)) <= TOL, (op, v)
+    grey = from_torch(F.rgb_to_grayscale(to_torch(img), 3))
+    assert max_abs_diff(rgb_to_grayscale(img), grey) <= TOL
+
+
+def test_threads_share_nothing():
+    # the kernel's scratch block is per thread: concurrent calls equal sequential ones
+    from concurrent.futures import ThreadPoolExecutor
+    rng = np.random.default_rng(3)
+    jobs = [(noise_image(90 + i, 70, seed=i), sample_color_jitter(rng, p=1.0)) for i in range(16)]
+    expected = [color(img, p, True, np.empty_like(img)) for img, p in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda job: color(job[0], job[1], True, np.empty_like(job[0])), jobs))
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got))

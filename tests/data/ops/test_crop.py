@@ -185,3 +185,23 @@ def test_center_crop_box_is_close_to_the_two_step_pipeline(transpose):
 def test_center_crop_larger_than_resize_raises():
     with pytest.raises(ValueError):
         center_crop_box(100, 100, 300, 256)
+
+
+def test_numba_results_do_not_depend_on_earlier_calls_or_threads():
+    # the kernel's buffers are per-thread scratch reused across calls of any size
+    from concurrent.futures import ThreadPoolExecutor
+    img = tench()
+    jobs = [((i, 2 * i, 300 - 7 * i, 400 - 11 * i), (224 - 9 * i, 224 + 5 * i), i % 2 == 1)
+            for i in range(12)]
+
+    def run(job):
+        box, size, flip = job
+        return resized_crop(img, box, np.empty(size + (3,), np.uint8), flip=flip, backend="numba")
+
+    first = [run(job) for job in jobs]
+    again = [run(job) for job in reversed(jobs)][::-1]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(run, jobs))
+    for job, a, b, c in zip(jobs, first, again, threaded):
+        assert np.array_equal(a, b) and np.array_equal(a, c), job
+        assert diffs(a, reference(img, *job))[0] <= 1, job
