@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--columns", default=",".join(_bench_columns()),
                    help="comma-separated Table 2 columns (default: all)")
     b.add_argument("--batch-size", type=int, default=64)
-    b.add_argument("--baseline-images", type=int, default=256,
-                   help="images the (slow) torchvision references read per run")
+    b.add_argument("--baseline-images", type=int, default=None,
+                   help="images the (slow) torchvision references read per run (default: "
+                   "256 at ImageNet size, 8192 at 32 px)")
     b.add_argument("--repeats", type=int, default=3, help="runs per figure; medians reported")
     b.add_argument("--workers", type=int, default=None,
                    help="threads for jessl, processes for torchvision (default: all cores)")

@@ -1,10 +1,11 @@
 """The multi-view loader: dataset file -> batches of V augmented views, decoded once.
 
-For each batch, worker threads take slices of its records. Per record a thread draws every
-view's parameters (a NumPy Philox generator keyed by (seed, epoch) and counted by (record,
-view): the same numbers whatever thread or batch the record lands in), decodes the image once,
-at the smallest libjpeg-turbo DCT scale that no view needs more than, and cuts every view from
-that one decode with the GIL-free kernels of `jessl.data.ops`, straight into the batch tensors.
+For each batch, worker threads take slices (chunks) of its records. For a chunk a thread draws
+every view's parameters (`jessl.data.sampler`: NumPy's Philox stream keyed by (seed, epoch) and
+counted by (record, view), so the same numbers whatever thread or batch the record lands in),
+decodes each image once, at the smallest libjpeg-turbo DCT scale that no view needs more than,
+and cuts every view from that one decode with the GIL-free kernels of `jessl.data.render`,
+straight into the batch tensors: a few calls per chunk, not a dozen per view.
 
 Threads, not processes: the kernels release the GIL (numba nogil, OpenCV, libjpeg-turbo), so
 nothing is pickled or copied between processes. Up to `prefetch` batches are in flight while
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -29,10 +29,11 @@ from jessl.data.format import RAW
 from jessl.data.order import ORDERS, batches, epoch_order, num_batches, shard
 from jessl.data.ops import normalize_lut
 from jessl.data.reader import Reader
-from jessl.data.views import View, ViewParams, render_view, resolve_views, sample_view
+from jessl.data.render import dct_factors, render_view
+from jessl.data.sampler import sample_chunk, view_config
+from jessl.data.views import resolve_views
 
 OUTPUTS = ("float", "uint8")
-MAX_DCT_FACTOR = 8  # libjpeg-turbo decodes at 1/2, 1/4 and 1/8 scale without extra cost
 
 
 class LoaderError(RuntimeError):
@@ -176,10 +177,9 @@ class _Plan:
     def __init__(self, loader: Loader, epoch: int):
         self.loader, self.epoch = loader, epoch
         self.views = [v.scaled(loader.magnitude) for v in loader.views]
+        self.cfgs = np.stack([view_config(v) for v in self.views])
         self.luts = [normalize_lut(v.mean, v.std) if loader.output == "float" else None
                      for v in self.views]
-        self.key = np.array([loader.seed & (2**64 - 1), epoch], dtype=np.uint64)
-        self.local = threading.local()
 
     def submit(self, pool, step: int, records: np.ndarray):
         loader, n = self.loader, len(records)
@@ -205,75 +205,58 @@ class _Plan:
 
     # --- in a worker thread ---------------------------------------------------------------
 
-    def render_records(self, records, lo: int, hi: int, arrays) -> None:
-        for j in range(lo, hi):
-            record = int(records[j])
-            try:
-                self.render_record(record, [a[j] for a in arrays])
-            except Exception as err:
-                raise LoaderError(f"{self.loader.reader.path}: record {record}: "
-                                  f"{type(err).__name__}: {err}") from err
-
-    def generator(self) -> tuple:
-        local = self.local
-        if not hasattr(local, "bitgen"):
-            local.bitgen = np.random.Philox(key=self.key)
-            local.rng = np.random.Generator(local.bitgen)
-            local.scratch = {}
-        return local.bitgen, local.rng
-
-    def sample(self, record: int, height: int, width: int) -> list[ViewParams]:
-        """Every view's parameters for one record: a pure function of (seed, epoch, record, v)."""
-        bitgen, rng = self.generator()
-        params = []
-        for v, view in enumerate(self.views):
-            bitgen.state = {"bit_generator": "Philox", "state": {
-                "counter": np.array([0, 0, record, v], dtype=np.uint64), "key": self.key},
-                "buffer": np.zeros(4, dtype=np.uint64), "buffer_pos": 4,
-                "has_uint32": 0, "uinteger": 0}
-            params.append(sample_view(rng, view, height, width))
-        return params
-
-    def render_record(self, record: int, outs: list) -> None:
+    def render_records(self, records: np.ndarray, lo: int, hi: int, arrays) -> None:
+        """Sample, decode once and render records[lo:hi] into rows lo:hi of every view."""
         reader, field = self.loader.reader, self.loader.image_field
-        row = reader.index[record]
-        height, width = int(row[f"{field}.height"]), int(row[f"{field}.width"])
-        channels = int(row[f"{field}.channels"])
-        params = self.sample(record, height, width)
-        blob = reader.blob(record, field)
-        if int(row[f"{field}.encoding"]) == RAW:
-            src = blob.reshape(height, width, channels)
-        else:
-            factor = dct_factor(params, self.views)
-            src = simplejpeg.decode_jpeg(blob, colorspace="GRAY" if channels == 1 else "RGB",
-                                         strict=False, min_height=-(-height // factor),
-                                         min_width=-(-width // factor))
-            src = src.reshape(src.shape[0], src.shape[1], channels)
-        scratch = self.local.scratch
-        for v, (view, p, out) in enumerate(zip(self.views, params, outs)):
-            buf = scratch.get(view.hw)
-            if buf is None:
-                buf = scratch[view.hw] = np.empty((*view.hw, 3), np.uint8)
-            box = map_box(p.box, height, width, src.shape[0], src.shape[1])
-            render_view(src, view, p, box, buf, out, self.luts[v])
+        chunk = records[lo:hi]
+        rows = reader.index[chunk]
+        heights = rows[f"{field}.height"].astype(np.int64)
+        widths = rows[f"{field}.width"].astype(np.int64)
+        channels = rows[f"{field}.channels"].astype(np.int64)
+        ints, floats = sample_chunk(self.loader.seed, self.epoch, chunk, heights, widths,
+                                    self.views)
+        sources = self.decode(chunk, rows, heights, widths, channels, ints)
+        for v, (view, out) in enumerate(zip(self.views, arrays)):
+            stage = np.empty((len(chunk), *view.hw, 3), np.uint8)
+            bad = render_view(sources, ints[:, v], floats[:, v], view, self.luts[v],
+                              out[lo:hi], stage)
+            if bad >= 0:
+                raise LoaderError(f"{reader.path}: record {chunk[bad]}: view {v}'s crop box "
+                                  f"falls outside the decoded image")
 
-
-def dct_factor(params: list[ViewParams], views: list[View]) -> int:
-    """The largest of 1, 2, 4, 8 by which every view's crop can shrink before its resize."""
-    room = min(min(p.box[2] / v.hw[0], p.box[3] / v.hw[1]) for p, v in zip(params, views))
-    factor = 1
-    while factor < MAX_DCT_FACTOR and room >= 2 * factor:
-        factor *= 2
-    return factor
-
-
-def map_box(box, height: int, width: int, src_h: int, src_w: int) -> tuple[int, int, int, int]:
-    """A (top, left, h, w) box of the full-size image mapped into a reduced decode of it."""
-    if (src_h, src_w) == (height, width):
-        return box
-    top, left, h, w = box
-    sy, sx = src_h / height, src_w / width
-    t, b = round(top * sy), round((top + h) * sy)
-    l, r = round(left * sx), round((left + w) * sx)
-    h2, w2 = max(1, min(b, src_h) - t), max(1, min(r, src_w) - l)
-    return min(t, src_h - h2), min(l, src_w - w2), h2, w2
+    def decode(self, chunk, rows, heights, widths, channels, ints):
+        """The kernels' view of the sources: raw records in the map, JPEGs decoded once each,
+        at the smallest DCT scale no view needs more than, into one buffer."""
+        reader, field = self.loader.reader, self.loader.image_field
+        from_raw = rows[f"{field}.encoding"] == RAW
+        offsets = rows[f"{field}.offset"].astype(np.int64)
+        src_h, src_w = heights.copy(), widths.copy()
+        jpegs = np.flatnonzero(~from_raw)
+        factors = dct_factors(ints, self.cfgs)
+        blobs, sizes = {}, []
+        for j in jpegs:
+            blob = reader.blob(int(chunk[j]), field)
+            try:
+                h, w, _, _ = simplejpeg.decode_jpeg_header(
+                    blob, min_height=-(-int(heights[j]) // factors[j]),
+                    min_width=-(-int(widths[j]) // factors[j]))
+            except ValueError as err:
+                raise LoaderError(f"{reader.path}: record {chunk[j]}: corrupt JPEG: {err}") \
+                    from None
+            blobs[j] = blob
+            src_h[j], src_w[j] = h, w
+            sizes.append(h * w * channels[j])
+        decoded = np.empty(max(1, sum(sizes)), np.uint8)
+        at = 0
+        for j, size in zip(jpegs, sizes):
+            try:
+                simplejpeg.decode_jpeg(blobs[j], colorspace="GRAY" if channels[j] == 1 else "RGB",
+                                       strict=False, min_height=int(src_h[j]),
+                                       min_width=int(src_w[j]), buffer=decoded[at:at + size])
+            except ValueError as err:
+                raise LoaderError(f"{reader.path}: record {chunk[j]}: corrupt JPEG: {err}") \
+                    from None
+            offsets[j] = at
+            at += size
+        return (reader._data, decoded, from_raw, offsets, heights, widths, channels, src_h,
+                src_w)

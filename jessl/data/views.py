@@ -1,9 +1,9 @@
 """View recipes: what each of the V views of an image goes through, and the named presets.
 
 A `View` lists its ops with torchvision's names and meanings (RandomResizedCrop's `scale` and
-`ratio`, ColorJitter's four strengths and its RandomApply `p` ...). `sample_view` draws one
-view's parameters from a NumPy Generator (all the randomness); `render_view` applies them with
-the pure kernels of `jessl.data.ops` into a preallocated slot of the batch.
+`ratio`, ColorJitter's four strengths and its RandomApply `p` ...). `jessl.data.sampler` draws
+the parameters of every view (all the randomness); `jessl.data.render` applies them with the
+pure kernels of `jessl.data.ops` into the batch.
 
 `magnitude` in [0, 1] scales augmentation strength between epochs (Kocyigit et al. 2023,
 Super Progressive Learning "scale the colour jittering linearly"): it multiplies every
@@ -13,13 +13,8 @@ grey, blur, solarize, noise). Geometry (crop, flip) is left as it is. 1 is the r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-import numpy as np
-
-from jessl.data import ops
-from jessl.data.ops.color import NO_JITTER, JitterParams, color
-from jessl.data.ops.solarize import solarize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB on [0, 1], torchvision reference scripts
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -86,66 +81,6 @@ class View:
                        hue=self.hue * m, grey_p=self.grey_p * m, blur_p=self.blur_p * m,
                        solarize_p=self.solarize_p * m, noise_p=self.noise_p * m,
                        noise_std=self.noise_std * m)
-
-
-@dataclass(frozen=True)
-class ViewParams:
-    """Everything random about one view of one record; `render_view` is a pure function of it."""
-    box: tuple[int, int, int, int]  # (top, left, h, w) in the full-size source
-    flip: bool = False
-    jitter: JitterParams = NO_JITTER
-    grey: bool = False
-    blur_sigma: float | None = None
-    solarize: bool = False
-    noise_seed: int | None = None
-
-
-def sample_view(rng: np.random.Generator, view: View, height: int, width: int) -> ViewParams:
-    """Draw one view's parameters for a height x width source, op by op as torchvision does."""
-    if view.crop == "random":
-        box = ops.sample_resized_crop(rng, height, width, view.scale, view.ratio)
-    elif view.crop == "center":
-        resize = view.resize or round(min(view.hw) * 256 / 224)
-        box = ops.center_crop_box(height, width, view.hw, resize)
-    else:
-        box = (0, 0, height, width)
-    flip = ops.sample_horizontal_flip(rng, view.flip_p) if view.flip_p > 0 else False
-    jitter = NO_JITTER
-    if view.jitter_p > 0:
-        jitter = ops.sample_color_jitter(rng, view.brightness, view.contrast, view.saturation,
-                                         view.hue, view.jitter_p)
-    grey = ops.sample_grayscale(rng, view.grey_p) if view.grey_p > 0 else False
-    sigma = ops.sample_gaussian_blur(rng, view.blur_sigma, view.blur_p) if view.blur_p > 0 \
-        else None
-    solarize = ops.sample_solarize(rng, view.solarize_p) if view.solarize_p > 0 else False
-    noise = ops.sample_gaussian_noise(rng, view.noise_p) if view.noise_p > 0 and \
-        view.noise_std > 0 else None
-    return ViewParams(tuple(int(v) for v in box), bool(flip), jitter, bool(grey), sigma,
-                      bool(solarize), noise)
-
-
-def render_view(src: np.ndarray, view: View, p: ViewParams, box, scratch: np.ndarray,
-                out: np.ndarray, lut: np.ndarray | None) -> None:
-    """Cut one view from a decoded uint8 (H, W, 1|3) image into `out`.
-
-    `box` is `p.box` mapped into `src` (which may be a DCT-reduced decode); `scratch` is a
-    uint8 (h, w, 3) buffer; `out` is float32 (3, h, w) when `lut` (normalisation) is given, or
-    uint8 (3, h, w) otherwise.
-    """
-    ops.resized_crop(src, box, scratch, flip=p.flip)
-    if p.jitter is not NO_JITTER or p.grey:
-        color(scratch, p.jitter, p.grey, scratch)
-    if p.blur_sigma is not None:
-        ops.gaussian_blur(scratch, view.kernel_size, p.blur_sigma, scratch)
-    if p.solarize:
-        solarize(scratch, view.solarize_threshold, scratch)
-    if lut is None:
-        ops.to_uint8_chw(scratch, out)
-    elif p.noise_seed is None:
-        ops.to_float_chw(scratch, out, lut=lut)
-    else:
-        ops.to_float_chw(scratch, out, view.mean, view.std, noise_seed=p.noise_seed,
-                         noise_sigma=view.noise_std)
 
 
 # --- presets, named after their sources ----------------------------------------------------

@@ -10,9 +10,11 @@ import torch
 
 import jessl.data.loader as loader_module
 from jessl.data import Reader, convert
-from jessl.data.loader import Loader, LoaderError, dct_factor, map_box
+from jessl.data import sampler as S
+from jessl.data.loader import Loader, LoaderError
 from jessl.data.order import epoch_order, shard
-from jessl.data.views import View, ViewParams, resolve_views
+from jessl.data.render import dct_factors, map_box
+from jessl.data.views import View, resolve_views
 from tests.data.helpers import natural_like
 
 
@@ -148,12 +150,12 @@ def test_each_image_is_decoded_once_per_batch_at_a_reduced_scale(tmp_path, monke
 
 
 def test_dct_factor_and_box_mapping():
-    view = View(size=32)
-    assert dct_factor([ViewParams((0, 0, 256, 256))], [view]) == 8
-    assert dct_factor([ViewParams((0, 0, 256, 256)), ViewParams((0, 0, 70, 90))],
-                      [view, view]) == 2
-    assert dct_factor([ViewParams((0, 0, 40, 40))], [view]) == 1
-    top, left, h, w = map_box((100, 50, 200, 300), 480, 640, 60, 80)
+    cfgs = np.stack([S.view_config(View(size=32))] * 2)
+    ints = np.zeros((3, 2, S.N_INT), np.int64)
+    ints[:, :, S.I_H:S.I_W + 1] = [[[256, 256], [256, 256]], [[256, 256], [70, 90]],
+                                   [[40, 40], [256, 256]]]
+    assert dct_factors(ints, cfgs).tolist() == [8, 2, 1]
+    top, left, h, w = map_box(100, 50, 200, 300, 480, 640, 60, 80)
     assert (top, left, h, w) == (12, 6, 26, 38)
     assert top + h <= 60 and left + w <= 80
 

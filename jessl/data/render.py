@@ -1,0 +1,183 @@
+"""Cut the views of a chunk of records, one numba call per view and phase, without the GIL.
+
+The loader's worker thread hands over: the sources (raw records straight from the memory map,
+JPEGs decoded once into one buffer at their DCT scale), and the parameters of every
+(record, view) drawn by `jessl.data.sampler`. Per view it then runs
+
+    crop_color_kernel   crop box -> antialiased resize (+ flip) -> ColorJitter -> grey
+    GaussianBlur        OpenCV's separable filter, only on the records whose coin came up
+    finish_kernel       solarize -> (noise +) normalise into the batch tensor
+
+so the per-image Python work is a handful of calls per chunk instead of a dozen per view.
+The kernels are those of `jessl.data.ops`, called from numba; the samplers' parameter layout is
+`jessl.data.sampler`'s. Boxes are checked against the sources in the kernel (numba does no
+bounds checks, so a bad box raises instead of reading outside the image).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from jessl.data import sampler as S
+from jessl.data.ops import gaussian_blur
+from jessl.data.ops._jit import jit
+from jessl.data.ops.color import BLOCK, color_kernel
+from jessl.data.ops.crop import aa_weights_kernel, resample_rows_kernel
+from jessl.data.ops.normalize import (to_float_chw_kernel, to_float_chw_noise_kernel,
+                                      to_uint8_chw_kernel)
+from jessl.data.ops.solarize import solarize_kernel
+
+MAX_DCT_FACTOR = 8  # libjpeg-turbo decodes at 1/2, 1/4 and 1/8 scale at no extra cost
+
+
+def dct_factors(ints: np.ndarray, cfgs: np.ndarray) -> np.ndarray:
+    """(J,) largest of 1, 2, 4, 8 by which every view's crop of record j may shrink first."""
+    box_h, box_w = ints[:, :, S.I_H], ints[:, :, S.I_W]  # (J, V)
+    room = np.minimum(box_h / cfgs[None, :, S.C_OUT_H], box_w / cfgs[None, :, S.C_OUT_W])
+    room = room.min(axis=1)
+    factor = np.ones(len(room), np.int64)
+    for f in (2, 4, 8)[: int(math.log2(MAX_DCT_FACTOR))]:
+        factor[room >= f] = f
+    return factor
+
+
+@jit
+def map_box(top, left, h, w, height, width, src_h, src_w):
+    """A (top, left, h, w) box of the full-size image mapped into a reduced decode of it."""
+    if src_h == height and src_w == width:
+        return top, left, h, w
+    sy, sx = src_h / height, src_w / width
+    t, b = int(np.rint(top * sy)), int(np.rint((top + h) * sy))
+    l, r = int(np.rint(left * sx)), int(np.rint((left + w) * sx))
+    h2 = max(1, min(b, src_h) - t)
+    w2 = max(1, min(r, src_w) - l)
+    return min(t, src_h - h2), min(l, src_w - w2), h2, w2
+
+
+@jit
+def taps(in_size, out_size):
+    """Width of one axis' weights table (crop.filter_taps)."""
+    support = max(in_size / out_size, 1.0)
+    return int(math.ceil(support)) * 2 + 1
+
+
+@jit
+def axis_taps(in_size, out_size):
+    """(starts, counts, float32 weights) of one axis, as crop.axis_weights computes them."""
+    starts = np.empty(out_size, np.int64)
+    counts = np.empty(out_size, np.int64)
+    weights = np.empty((out_size, taps(in_size, out_size)), np.float64)
+    aa_weights_kernel(in_size, out_size, starts, counts, weights)
+    return starts, counts, weights.astype(np.float32)
+
+
+@jit
+def transpose_kernel(src, dst):
+    """dst[x, y, :] = src[y, x, :] for (h, w, c) -> (w, h, c) uint8."""
+    for y in range(src.shape[0]):
+        for x in range(src.shape[1]):
+            for c in range(src.shape[2]):
+                dst[x, y, c] = src[y, x, c]
+
+
+@jit
+def crop_resize_kernel(src, top, left, h, w, flip, dst):
+    """crop.resized_crop's numba path (torchvision's antialiased bilinear, horizontal pass then
+    vertical with uint8 rounding between) for src (H, W, 1|3) into dst (out_h, out_w, 3)."""
+    out_h, out_w = dst.shape[0], dst.shape[1]
+    c = src.shape[2]
+    crop = src[top:top + h, left:left + w]
+    if h == out_h and w == out_w:  # torch returns the crop unresampled
+        for y in range(h):
+            for x in range(w):
+                sx = w - 1 - x if flip else x
+                for k in range(3):
+                    dst[y, x, k] = crop[y, sx, k if c == 3 else 0]
+        return
+    xs, xc, xw = axis_taps(w, out_w)
+    ys, yc, yw = axis_taps(h, out_h)
+    acc = np.empty(max(h, out_w) * c, np.float32)
+    cols = np.empty((w, h, c), np.uint8)
+    transpose_kernel(crop, cols)
+    tmp_t = np.empty((out_w, h, c), np.uint8)
+    resample_rows_kernel(cols.reshape((w, h * c)), xs, xc, xw, flip, acc,
+                         tmp_t.reshape((out_w, h * c)))
+    tmp = np.empty((h, out_w, c), np.uint8)
+    transpose_kernel(tmp_t, tmp)
+    resample_rows_kernel(tmp.reshape((h, out_w * c)), ys, yc, yw, False, acc,
+                         dst.reshape((out_h, out_w * 3)))
+
+
+@jit
+def crop_color_kernel(raw_data, decoded, from_raw, offsets, heights, widths, channels,
+                      src_hs, src_ws, ints, floats, out_h, out_w, stage):
+    """Per record j: crop + resize (+ flip) its source into stage[j], then jitter and grey.
+
+    Sources: record j's pixels are raw_data[offsets[j]:] (from_raw) or decoded[offsets[j]:],
+    (src_hs[j], src_ws[j], channels[j]); its parameters were drawn for (heights[j], widths[j]).
+    Returns -1, or the first record whose box falls outside its source (nothing read then).
+    """
+    planes = np.empty((3, BLOCK), np.float32)
+    for j in range(stage.shape[0]):
+        c = channels[j]
+        sh, sw = src_hs[j], src_ws[j]
+        base = raw_data if from_raw[j] else decoded
+        o = offsets[j]
+        if o < 0 or o + sh * sw * c > base.shape[0]:
+            return j
+        src = base[o:o + sh * sw * c].reshape((sh, sw, c))
+        p = ints[j]
+        top, left, h, w = map_box(p[S.I_TOP], p[S.I_LEFT], p[S.I_H], p[S.I_W],
+                                  heights[j], widths[j], sh, sw)
+        if top < 0 or left < 0 or h < 1 or w < 1 or top + h > sh or left + w > sw:
+            return j
+        crop_resize_kernel(src, top, left, h, w, p[S.I_FLIP] != 0, stage[j])
+        order = p[S.I_ORDER:S.I_ORDER + 4]
+        grey = p[S.I_GREY] != 0
+        if grey or order.max() >= 0:
+            factors = floats[j, S.F_FACTORS:S.F_FACTORS + 4].astype(np.float32)
+            color_kernel(stage[j], order, factors, grey, planes, stage[j])
+    return -1
+
+
+@jit
+def finish_float_kernel(stage, ints, threshold, lut, mean, std, noise_sigma, out):
+    """Per record j: solarize if drawn, then (noise +) normalise stage[j] into float out[j]."""
+    for j in range(stage.shape[0]):
+        p = ints[j]
+        if p[S.I_SOLARIZE] != 0:
+            solarize_kernel(stage[j], threshold, stage[j])
+        if p[S.I_NOISE] != 0:
+            to_float_chw_noise_kernel(stage[j], mean, std, np.float32(0.0), noise_sigma,
+                                      p[S.I_SEED], out[j])
+        else:
+            to_float_chw_kernel(stage[j], lut, out[j])
+
+
+@jit
+def finish_uint8_kernel(stage, ints, threshold, out):
+    """Per record j: solarize if drawn, then transpose stage[j] into uint8 CHW out[j]."""
+    for j in range(stage.shape[0]):
+        if ints[j, S.I_SOLARIZE] != 0:
+            solarize_kernel(stage[j], threshold, stage[j])
+        to_uint8_chw_kernel(stage[j], out[j])
+
+
+def render_view(sources, ints_v: np.ndarray, floats_v: np.ndarray, view, lut, out: np.ndarray,
+                stage: np.ndarray) -> int:
+    """All records of a chunk for one view; returns -1 or the index of a bad record."""
+    out_h, out_w = view.hw
+    bad = crop_color_kernel(*sources, ints_v, floats_v, out_h, out_w, stage)
+    if bad >= 0:
+        return bad
+    for j in np.flatnonzero(ints_v[:, S.I_BLUR]):
+        gaussian_blur(stage[j], view.kernel_size, float(floats_v[j, S.F_SIGMA]), stage[j])
+    threshold = np.float64(view.solarize_threshold)
+    if lut is None:
+        finish_uint8_kernel(stage, ints_v, threshold, out)
+    else:
+        finish_float_kernel(stage, ints_v, threshold, lut, np.asarray(view.mean, np.float32),
+                            np.asarray(view.std, np.float32), np.float32(view.noise_std), out)
+    return -1
