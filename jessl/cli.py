@@ -1,4 +1,4 @@
-"""`jessl convert | inspect | quickstart`: the command line over the library."""
+"""`jessl convert | inspect | train | bench | quickstart`: the command line over the library."""
 
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ from jessl import __version__
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     # SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C, so temporary files are removed
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    if argv[:1] == ["train"]:
+        # its parser lists every method's options, which needs torch: build it only here, so
+        # `jessl convert` and `jessl inspect` start in a fraction of a second
+        from jessl.train.command import main as train_main
+        return train_main(argv[1:])
+    args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except KeyboardInterrupt:
@@ -85,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--preset", default="simclr", help="view preset whose size and "
                    "normalisation the columns use (default simclr; simclr_cifar for 32 px)")
     b.add_argument("--baseline", choices=("torchvision", "none"), default="torchvision")
-    b.add_argument("--columns", default=",".join(_bench_columns()),
-                   help="comma-separated Table 2 columns (default: all)")
+    b.add_argument("--columns", default="all", help="comma-separated Table 2 columns: "
+                   "crops+flip, +blur, +grey, +solarize, +jitter (default: all)")
     b.add_argument("--batch-size", type=int, default=64)
     b.add_argument("--baseline-images", type=int, default=None,
                    help="images the (slow) torchvision references read per run (default: "
@@ -97,8 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(run=_bench_loader)
 
-    p = sub.add_parser("quickstart", help="the first run: build a small dataset file from data "
-                       "that ships with scikit-learn, then inspect and verify it")
+    p = sub.add_parser("train", add_help=False, help="pretrain a backbone with an SSL method "
+                       "(`jessl train --help` lists every option)")
+    p.add_argument("options", nargs=argparse.REMAINDER)  # parsed by jessl.train.command
+
+    p = sub.add_parser("quickstart", help="the first run, offline: pretrain a small CNN on the "
+                       "digits that ship with scikit-learn and compare its probe and kNN "
+                       "accuracy with the same network at random initialisation")
     p.add_argument("--out", default="jessl-quickstart", help="folder for the run's files")
     p.set_defaults(run=_quickstart)
     return parser
@@ -147,14 +157,10 @@ def _inspect(args) -> int:
     return 1 if failures else 0
 
 
-def _bench_columns():
-    from jessl.benchmarks.loader import COLUMNS
-    return COLUMNS
-
-
 def _bench_loader(args) -> int:
-    from jessl.benchmarks.loader import run
-    columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+    from jessl.benchmarks.loader import COLUMNS, run
+    columns = COLUMNS if args.columns == "all" else [
+        c.strip() for c in args.columns.split(",") if c.strip()]
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     result = run(args.data, preset=args.preset, columns=columns, batch_size=args.batch_size,
                  baseline_images=args.baseline_images, repeats=args.repeats,

@@ -101,11 +101,3 @@ def test_a_conversion_killed_part_way_leaves_no_output(tmp_path, sig, workers):
     assert not out.exists()
     if sig != signal.SIGKILL:  # a catchable signal also removes the temporary file
         assert list(tmp_path.glob(".out.jessl*")) == []
-
-
-def test_quickstart_round_trips_the_digits(tmp_path):
-    run = jessl("quickstart", "--out", tmp_path)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "1,797 records" in run.stdout and "every image identical" in run.stdout
-    with Reader(tmp_path / "digits.jessl") as ds:
-        assert len(ds) == 1797 and len(np.unique(ds.labels)) == 10

@@ -1,0 +1,519 @@
+"""One typed config tree per run: `RunConfig` = data + model + method + optim + train + probe + eval.
+
+A run is described by a YAML file, then command-line overrides of any field, typed by the
+dataclass field they name:
+
+    cfg = load_config("simclr.yaml", ["--optim.lr", "0.5", "train.epochs=10"])
+    cfg.validate()            # every bad value refused with a clear message, before any work
+    cfg.to_yaml(path)         # the resolved config, saved in every run folder
+
+The `method` section holds the method's name and that method's own options (the `options`
+dataclass of `jessl.methods.METHODS[name]`), flat: `--method.temperature 0.2`.
+Every default says its unit and its source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+
+import yaml
+
+PRECISIONS = ("fp32", "bf16")
+SCHEDULES = ("warmup_cosine", "f1clr")
+SCALING_RULES = ("linear", "sqrt")
+OPTIMIZERS = ("sgd", "adamw", "lars")  # jessl.train.optim.OPTIMIZERS, kept import-free here
+ORDERS = ("random", "quasi_random", "sequential")  # jessl.data.order.ORDERS
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the field and what would be accepted."""
+
+
+@dataclass
+class DataConfig:
+    train: str = ""  # dataset file (jessl convert) the network is pretrained on
+    val: str = ""  # dataset file for the per-epoch probe accuracy and the final kNN; "" = none
+    views: str = ""  # view preset (jessl.data.views.PRESETS); "" = the method's own, + "_cifar" for images <= 64 px
+    batch_size: int = 256  # images per optimizer step over all processes (global batch), SimCLR/BYOL/VICReg use 4096 on TPUs; 256 is the Cookbook's single-node default
+    threads: int = 0  # loader threads per process; 0 = every core this process may use
+    order: str = "random"  # random | quasi_random (files larger than RAM, FFCV) | sequential
+    prefetch: int = 2  # batches prepared ahead of the one training
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet18"  # jessl.models.BACKBONES name or timm:<name>; ResNet-18 is the CIFAR/ImageNet-100 workhorse of solo-learn
+    cifar_stem: bool | None = None  # 3x3 stride-1 stem without max-pool (SimCLR appendix B.9); None = when images are <= 64 px
+    projector: str = ""  # widths after the backbone, dash separated ("2048-2048-128", the FFCV-SSL / VICReg --mlp convention); "" = the method's paper default
+
+
+@dataclass
+class MethodConfig:
+    name: str = "simclr"  # jessl.methods.METHODS key
+    options: typing.Any = None  # that method's options dataclass; None = its defaults
+
+    def resolved_options(self):
+        """The options dataclass instance of `name` (its defaults when none were set)."""
+        cls = method_options_type(self.name)
+        if self.options is None:
+            return cls() if cls is not None else None
+        return self.options
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "lars"  # sgd | adamw | lars; LARS as SimCLR (appendix B.1), BYOL, VICReg
+    lr: float = 0.3  # per 256 images: the learning rate at batch 256, scaled by `scaling` (SimCLR appendix B.1: 0.3 x B/256)
+    scaling: str = "linear"  # linear: lr x B/256 (Goyal et al. 2017) | sqrt: lr x sqrt(B/256) for small batches (SSL Cookbook 3.8.1)
+    final_lr: float = 0.0  # fraction of the peak lr reached at the last step of warmup_cosine (SimCLR: 0)
+    weight_decay: float = 1e-6  # SimCLR appendix B.1 (LARS); biases and norm layers get none
+    momentum: float = 0.9  # SGD/LARS momentum or AdamW beta1, SimCLR/BYOL/VICReg; f1clr schedules its own (0.95 -> 0.85 -> 0.95, Smith 2018)
+    schedule: str = "warmup_cosine"  # warmup_cosine (SimCLR, DINO) | f1clr (fixed one-cycle, Kocyigit et al. WACV 2023)
+    warmup_epochs: float = 10.0  # epochs of linear warm-up, SimCLR appendix B.1 (10 of 100+); capped at half the run
+    clip_grad: float = 0.0  # max global grad norm; 0 = no clipping (SimCLR/BYOL/VICReg do not clip; DINO uses 3.0)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100  # passes over the train file; SimCLR's shortest reported run is 100
+    stop_after: int = 0  # end this invocation after this epoch, schedules still spanning `epochs` (time-limited jobs resume later); 0 = run to the end
+    seed: int = 0  # seeds torch, numpy, python and the loader's augmentations and order
+    precision: str = "fp32"  # fp32 | bf16 (CPU autocast for the forward pass)
+    channels_last: bool = False  # NHWC tensors; faster convolutions on CPUs with oneDNN
+    compile: bool = False  # torch.compile the method (needs a C++ compiler; slow first steps)
+    threads: int = 0  # torch intra-op (and numba) threads; 0 = every core this process may use
+    jit: bool = True  # compile the augmentation kernels with numba (off: plain Python, debuggable)
+    out: str = "runs/run"  # run folder: config, versions, environment, metrics, checkpoints
+    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch is always saved)
+    keep_checkpoints: int = 2  # newest checkpoints kept on disk; 0 = keep all
+    resume: str = ""  # checkpoint path, or "auto" = the newest in out/checkpoints; "" = fresh run
+    log_every: int = 10  # optimizer steps between metrics.jsonl / TensorBoard records
+    progress: bool = True  # tqdm bar with images/s and the share of time waiting for data
+
+
+@dataclass
+class ProbeConfig:
+    enabled: bool = True  # online linear probe on detached backbone features (cut gradient)
+    lr: float = 0.1  # SGD lr, constant; solo-learn's online classifier (0.1, momentum 0.9, no decay)
+    momentum: float = 0.9  # SGD momentum, solo-learn
+    weight_decay: float = 0.0  # solo-learn's classifier_wd
+    projector_layers: bool = False  # also probe the output of every projector layer (guillotine regularisation, Bordes et al. 2023)
+
+
+@dataclass
+class EvalConfig:
+    knn: bool = True  # weighted kNN top-1 on the val file at the end (DINO eval_knn.py)
+    k: int = 200  # neighbours, InstDisc / DINO (their list is 10 20 100 200)
+    temperature: float = 0.07  # vote weight exp(sim / T), InstDisc / DINO
+    baseline: bool = False  # also the kNN of the same network at random initialisation (same seed)
+    batch_size: int = 256  # images per forward pass when extracting features
+    rankme: bool = True  # RankMe of the last epoch's embeddings (Garrido et al. 2023)
+    rankme_samples: int = 25600  # embeddings kept for RankMe, Garrido et al. 2023 section 4
+    cache: bool = True  # cache extracted features under out/features (keyed by weights + file + views)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "method": MethodConfig,
+            "optim": OptimConfig, "train": TrainConfig, "probe": ProbeConfig, "eval": EvalConfig}
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    # --- dict / YAML ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """Plain nested dict; the method's options are flattened into the method section."""
+        out = {}
+        for name in SECTIONS:
+            section = getattr(self, name)
+            if name == "method":
+                opts = section.resolved_options()
+                out[name] = {"name": section.name, **(_plain(dataclasses.asdict(opts))
+                                                     if opts is not None else {})}
+            else:
+                out[name] = _plain(dataclasses.asdict(section))
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "RunConfig":
+        """Inverse of `to_dict`; unknown sections or fields raise ConfigError naming them."""
+        cfg = cls()
+        d = d or {}
+        if not isinstance(d, dict):
+            raise ConfigError(f"a config is a mapping of sections, got {type(d).__name__}")
+        for section, values in d.items():
+            if section not in SECTIONS:
+                raise ConfigError(_unknown("section", section, SECTIONS))
+            if values is None:
+                continue
+            if not isinstance(values, dict):
+                raise ConfigError(f"section {section!r} must be a mapping, got {values!r}")
+            values = dict(values)
+            if section == "method" and "name" in values:  # the name decides the other keys
+                cfg.set(("method", "name"), values.pop("name"))
+            for key, value in values.items():
+                cfg.set((section, key), value)
+        return cfg
+
+    def to_yaml(self, path=None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, path) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            d = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        return cls.from_dict(d)
+
+    # --- one field ------------------------------------------------------------------------
+
+    def set(self, key, value) -> None:
+        """Set `section.field` (a dotted string or a pair) to `value`, converted to the field's
+        type; a string is parsed as the command line would (`"0.1"`, `"true"`, `"none"`)."""
+        section, name = _split_key(key)
+        if section not in SECTIONS:
+            raise ConfigError(_unknown("section", section, SECTIONS))
+        target = getattr(self, section)
+        if section == "method" and name != "name":
+            opts = target.resolved_options()
+            if opts is None:
+                raise ConfigError(f"method {target.name!r} has no options to set ({name!r})")
+            names = [f.name for f in fields(opts)]
+            if name not in names:
+                raise ConfigError(f"method {target.name!r} has no option {name!r}; its options: "
+                                  f"{', '.join(names) or 'none'}")
+            setattr(opts, name, _convert(value, _field_types(type(opts))[name],
+                                         f"method.{name}"))
+            target.options = opts
+            return
+        types_ = _field_types(type(target))
+        if name not in types_ or name == "options":
+            known = [n for n in types_ if n != "options"]
+            if section == "method":
+                known += [f.name for f in fields(target.resolved_options() or _Empty())]
+            raise ConfigError(_unknown(f"field of {section}", name, known))
+        new = _convert(value, types_[name], f"{section}.{name}")
+        if section == "method" and name == "name" and new != target.name:
+            method_options_type(new)  # unknown method: fail here with the list of known ones
+            target.options = None  # another method: its own options, at their defaults
+        setattr(target, name, new)
+
+    def get(self, key):
+        section, name = _split_key(key)
+        target = getattr(self, section)
+        if section == "method" and name != "name":
+            return getattr(target.resolved_options(), name)
+        return getattr(target, name)
+
+    def apply_overrides(self, overrides) -> "RunConfig":
+        """Apply `["--optim.lr", "0.5", "train.epochs=3", "--data.threads=2"]` in order
+        (method.name first, so that method options that follow it are that method's)."""
+        pairs = parse_overrides(overrides)
+        pairs.sort(key=lambda kv: _split_key(kv[0]) != ("method", "name"))  # stable sort
+        for key, value in pairs:
+            self.set(key, value)
+        return self
+
+    # --- checks ---------------------------------------------------------------------------
+
+    def validate(self) -> "RunConfig":
+        """Refuse anything that cannot run, with a message naming the field; returns self."""
+        from jessl.models import BACKBONES
+        from jessl.models.heads import parse_dims
+
+        d, m, o, t, p, e = self.data, self.model, self.optim, self.train, self.probe, self.eval
+        known = sorted(_methods())
+        if self.method.name not in _methods():
+            raise ConfigError(f"method.name: unknown method {self.method.name!r}; known: "
+                              f"{', '.join(known)}")
+        if not d.train:
+            raise ConfigError("data.train: no training file given (--train FILE)")
+        for name, path in (("data.train", d.train), ("data.val", d.val)):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{name}: dataset file {path} does not exist")
+        if d.batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {d.batch_size}")
+        if d.order not in ORDERS:
+            raise ConfigError(f"data.order: unknown order {d.order!r}; known: {', '.join(ORDERS)}")
+        if d.views:
+            from jessl.data.views import PRESETS
+            if d.views not in PRESETS:
+                raise ConfigError(f"data.views: unknown view preset {d.views!r}; known: "
+                                  f"{', '.join(sorted(PRESETS))}")
+        for name in ("threads", "prefetch"):
+            if getattr(d, name) < 0:
+                raise ConfigError(f"data.{name} must be >= 0, got {getattr(d, name)}")
+        if not (m.backbone in BACKBONES or m.backbone.startswith("timm:")):
+            raise ConfigError(f"model.backbone: unknown backbone {m.backbone!r}; known: "
+                              f"{', '.join(sorted(BACKBONES))} or timm:<name>")
+        try:
+            if m.projector:
+                parse_dims(m.projector)
+        except ValueError as err:
+            raise ConfigError(f"model.projector: {err}") from None
+        if o.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optim.optimizer: unknown optimizer {o.optimizer!r}; known: "
+                              f"{', '.join(OPTIMIZERS)}")
+        if not o.lr > 0:
+            raise ConfigError(f"optim.lr must be > 0 (per 256 images), got {o.lr}")
+        if o.scaling not in SCALING_RULES:
+            raise ConfigError(f"optim.scaling: unknown rule {o.scaling!r}; known: "
+                              f"{', '.join(SCALING_RULES)}")
+        if o.schedule not in SCHEDULES:
+            raise ConfigError(f"optim.schedule: unknown schedule {o.schedule!r}; known: "
+                              f"{', '.join(SCHEDULES)}")
+        for name in ("weight_decay", "clip_grad", "warmup_epochs", "final_lr"):
+            if getattr(o, name) < 0:
+                raise ConfigError(f"optim.{name} must be >= 0, got {getattr(o, name)}")
+        if not 0 <= o.momentum < 1:
+            raise ConfigError(f"optim.momentum must be in [0, 1), got {o.momentum}")
+        if t.epochs < 1:
+            raise ConfigError(f"train.epochs must be >= 1, got {t.epochs}")
+        if not 0 <= t.stop_after <= t.epochs:
+            raise ConfigError(f"train.stop_after must be in [0, train.epochs={t.epochs}], "
+                              f"got {t.stop_after}")
+        if t.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision: unknown precision {t.precision!r}; known: "
+                              f"{', '.join(PRECISIONS)}")
+        for name in ("threads", "checkpoint_every", "keep_checkpoints"):
+            if getattr(t, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(t, name)}")
+        if t.log_every < 1:
+            raise ConfigError(f"train.log_every must be >= 1, got {t.log_every}")
+        if not t.out:
+            raise ConfigError("train.out: a run folder is needed")
+        if not t.resume and any((Path(t.out) / "checkpoints").glob("*.pt")):
+            raise ConfigError(f"train.out: {t.out} already holds a run; continue it with "
+                              f"--train.resume auto, or choose another --train.out")
+        if t.resume and t.resume != "auto" and not Path(t.resume).is_file():
+            raise ConfigError(f"train.resume: checkpoint {t.resume} does not exist "
+                              f"(give a file, or 'auto' for the newest in the run folder)")
+        if p.enabled and not p.lr > 0:
+            raise ConfigError(f"probe.lr must be > 0, got {p.lr}")
+        if e.k < 1 or e.temperature <= 0 or e.batch_size < 1 or e.rankme_samples < 1:
+            raise ConfigError("eval.k, eval.temperature, eval.batch_size and "
+                              "eval.rankme_samples must be positive")
+        # the data file last: it is opened (header and index only) to count its records
+        from jessl.data.reader import Reader
+        from jessl.distributed import world_size
+        try:
+            with Reader(d.train) as reader:
+                n = len(reader)
+        except Exception as err:
+            raise ConfigError(f"data.train: {d.train} is not a readable dataset file: {err}") \
+                from None
+        world = world_size()
+        if d.batch_size % world:
+            raise ConfigError(f"data.batch_size {d.batch_size} must be a multiple of the "
+                              f"{world} processes")
+        if d.batch_size > n:
+            raise ConfigError(f"data.batch_size {d.batch_size} is larger than the {n} images "
+                              f"of {d.train}: with drop_last no batch would be left")
+        from jessl.data.views import PRESETS
+        views = self.views_preset()
+        if views not in PRESETS:
+            raise ConfigError(f"data.views: method {self.method.name!r} asks for view preset "
+                              f"{views!r}, which jessl.data.views does not define; name one with "
+                              f"--data.views (known: {', '.join(sorted(PRESETS))})")
+        return self
+
+    def views_preset(self) -> str:
+        """data.views, or the method's preset + "_cifar" when the train images are <= 64 px."""
+        if self.data.views:
+            return self.data.views
+        from jessl.eval.features import small_images
+        return _methods()[self.method.name].views + ("_cifar" if small_images(self.data.train)
+                                                     else "")
+
+
+# --- the method registry, imported lazily (methods import torch and models) ----------------
+
+def _methods() -> dict:
+    from jessl.methods import METHODS
+    return METHODS
+
+
+def method_options_type(name: str):
+    """The options dataclass of method `name`; ConfigError listing the known ones if unknown."""
+    methods = _methods()
+    if name not in methods:
+        raise ConfigError(f"method.name: unknown method {name!r}; known: "
+                          f"{', '.join(sorted(methods))}")
+    return getattr(methods[name], "options", None)
+
+
+# --- overrides and type conversion ---------------------------------------------------------
+
+def parse_overrides(args) -> list[tuple[str, str]]:
+    """["--a.b", "v", "--c.d=w", "e.f=x"] -> [("a.b", "v"), ("c.d", "w"), ("e.f", "x")]."""
+    pairs, args, i = [], list(args or []), 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--"):
+            key = arg[2:]
+            if "=" in key:
+                key, value = key.split("=", 1)
+            elif i + 1 < len(args):
+                i += 1
+                value = args[i]
+            else:
+                raise ConfigError(f"{arg} needs a value")
+        elif "=" in arg:
+            key, value = arg.split("=", 1)
+        else:
+            raise ConfigError(f"cannot read override {arg!r}: write --section.field VALUE "
+                              f"or section.field=VALUE")
+        pairs.append((key.replace("-", "_"), value))
+        i += 1
+    return pairs
+
+
+def _split_key(key) -> tuple[str, str]:
+    if isinstance(key, str):
+        parts = key.split(".")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"{key!r} is not section.field (sections: {', '.join(SECTIONS)})")
+        return parts[0], parts[1].replace("-", "_")
+    return tuple(key)
+
+
+class _Empty:
+    pass
+
+
+def _field_types(cls) -> dict:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+def _unknown(what: str, name: str, known) -> str:
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {name!r}{hint}; known: {', '.join(known)}"
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _convert(value, tp, where: str):
+    """`value` (a Python value, or a command-line string) as type `tp`, or ConfigError."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and (value is None or (isinstance(value, str) and
+                                                     value.strip().lower() in ("none", "null", "~"))):
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: cannot use {value!r}")
+    if tp is typing.Any:
+        return _yaml_value(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if tp is int:
+        v = _yaml_value(value)
+        if isinstance(v, bool) or not (isinstance(v, int) or
+                                       (isinstance(v, float) and v.is_integer())):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return int(v)
+    if tp is float:
+        v = _yaml_value(value)
+        if isinstance(v, str):
+            try:
+                v = float(v)
+            except ValueError:
+                pass
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(v)
+    if tp is str:
+        if isinstance(value, (dict, list, tuple)) or value is None:
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return str(value)
+    if origin in (tuple, list):
+        v = _yaml_value(value)
+        if isinstance(v, str):
+            v = [s for s in v.replace(",", " ").split()]
+        if not isinstance(v, (list, tuple)):
+            v = [v]
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(v) != len(args):
+                raise ConfigError(f"{where} needs {len(args)} values, got {value!r}")
+            return tuple(_convert(x, a, where) for x, a in zip(v, args))
+        inner = args[0] if args else typing.Any
+        return origin(_convert(x, inner, where) for x in v)
+    if isinstance(tp, type) and is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        raise ConfigError(f"{where} must be a {tp.__name__}")
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{where} must be one of {args}, got {value!r}")
+    return value  # a type this layer does not know: kept as given
+
+
+def _yaml_value(value):
+    if isinstance(value, str):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    return value
+
+
+def _plain(d):
+    """Tuples -> lists, so safe_dump writes plain YAML sequences."""
+    if isinstance(d, dict):
+        return {k: _plain(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_plain(v) for v in d]
+    return d
+
+
+def load_config(path=None, overrides=()) -> RunConfig:
+    """A YAML file (or the defaults) with command-line overrides applied, not yet validated."""
+    cfg = RunConfig.from_yaml(path) if path else RunConfig()
+    return cfg.apply_overrides(overrides)
+
+
+def default_threads() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,194 @@
+"""`jessl train`: the command line over `jessl.config` and `jessl.train.trainer.train`.
+
+    jessl train --config x.yaml --train train.jessl --val val.jessl --method simclr --epochs 2 \\
+        --optim.lr 0.5 --method.temperature 0.2 model.backbone=small_cnn
+
+Any config field can be set as `--section.field VALUE` (or `--section.field=VALUE`), or as
+`section.field=VALUE` at the end of the line; values are typed by the config's dataclasses.
+`jessl train --method NAME --help` lists that method's own options with their defaults.
+A config that cannot run prints one `jessl: error: ...` line and exits with status 2 before
+any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+import sys
+from dataclasses import MISSING, fields
+
+from jessl.config import SECTIONS, ConfigError, RunConfig, load_config
+
+# the short flags most runs need -> the config field they set
+SHORTCUTS = {
+    "train": ("data.train", "FILE", "dataset file to pretrain on (data.train)"),
+    "val": ("data.val", "FILE", "dataset file for the probe accuracy and kNN (data.val)"),
+    "method": ("method.name", "NAME", "SSL method (method.name)"),
+    "backbone": ("model.backbone", "NAME", "backbone (model.backbone)"),
+    "epochs": ("train.epochs", "N", "epochs (train.epochs)"),
+    "batch_size": ("data.batch_size", "N", "global batch size (data.batch_size)"),
+    "lr": ("optim.lr", "LR", "learning rate per 256 images (optim.lr)"),
+    "out": ("train.out", "DIR", "run folder (train.out)"),
+    "resume": ("train.resume", "PATH|auto", "continue from a checkpoint (train.resume)"),
+    "seed": ("train.seed", "N", "seed (train.seed)"),
+    "threads": ("train.threads", "N", "torch threads, 0 = all cores (train.threads)"),
+}
+_SET = "set:"  # argparse dest prefix of the dotted options
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `jessl train` on an argparse subparsers object; returns its parser."""
+    p = subparsers.add_parser(
+        "train", add_help=False, help="pretrain a backbone with an SSL method",
+        description=__doc__.split("\n\n")[0] + " Every config field is an option below.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Overrides may also be written section.field=VALUE after the options. "
+               "`jessl train --method NAME --help` adds the method's own options.")
+    p.add_argument("-h", "--help", action="store_true", help="show this help (with --method "
+                   "NAME: that method's options too) and exit")
+    p.add_argument("--config", metavar="FILE.yaml", help="a YAML config; options override it")
+    for flag, (key, metavar, text) in SHORTCUTS.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=_SET + key, metavar=metavar,
+                       default=argparse.SUPPRESS, help=text)
+    for section, cls in SECTIONS.items():
+        group = p.add_argument_group(f"{section} options")
+        docs = field_docs(cls)
+        for f in fields(cls):
+            if f.name == "options":
+                continue
+            group.add_argument(f"--{section}.{f.name}", dest=_SET + f"{section}.{f.name}",
+                               metavar=_metavar(f), default=argparse.SUPPRESS,
+                               help=_help(f, docs))
+        if section == "method":
+            for name in _method_option_names():
+                group.add_argument(f"--method.{name}", dest=_SET + f"method.{name}",
+                                   metavar="V", default=argparse.SUPPRESS,
+                                   help=argparse.SUPPRESS)
+    p.add_argument("overrides", nargs="*", metavar="section.field=VALUE",
+                   help=argparse.SUPPRESS)
+    p.set_defaults(run=run, train_parser=p)
+    p.error = _one_line_error  # a bad option value: one line and status 2, as a bad config
+    return p
+
+
+def _one_line_error(message: str):
+    print(f"jessl: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run(args) -> int:
+    """The `jessl train` action: help, or config -> validate -> train."""
+    if args.help:
+        print(args.train_parser.format_help())
+        print(method_help(_method_name(args)))
+        return 0
+    try:
+        cfg = config_from_args(args)
+        cfg.validate()
+    except ConfigError as err:
+        print(f"jessl: error: {err}", file=sys.stderr)
+        return 2
+    from jessl.train.trainer import train
+    metrics = train(cfg)
+    print(f"run folder: {cfg.train.out}")
+    shown = {k: v for k, v in metrics.items() if k in ("loss", "probe/backbone_val_top1",
+                                                       "knn_top1", "knn_top1_random_init",
+                                                       "rankme")}
+    if shown:
+        print("final: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+    return 0
+
+
+def config_from_args(args) -> RunConfig:
+    """--config, then shortcut and dotted options, then trailing key=value overrides."""
+    overrides = []
+    for dest, value in vars(args).items():
+        if dest.startswith(_SET):
+            overrides += [f"--{dest[len(_SET):]}", value]
+    for item in args.overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"unexpected argument {item!r}: overrides are section.field=VALUE")
+        overrides.append(item)
+    return load_config(args.config, overrides)
+
+
+def main(argv=None) -> int:
+    """`jessl train ...` without the rest of the CLI: main(["--train", "x.jessl", ...])."""
+    parser = argparse.ArgumentParser(prog="jessl")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    return args.run(args)
+
+
+# --- help text --------------------------------------------------------------------------
+
+def method_help(name: str) -> str:
+    """The options of method `name` with their defaults and the comments that source them."""
+    from jessl.methods import METHODS
+    if name not in METHODS:
+        return f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}"
+    cls = METHODS[name]
+    lines = [f"{name} options (--method.FIELD VALUE), view preset {cls.views!r}, projector "
+             f"{getattr(cls, 'default_projector', '') or 'none'!r}:"]
+    opts = getattr(cls, "options", None)
+    if opts is None or not fields(opts):
+        return lines[0] + "\n  (none)"
+    docs = field_docs(opts)
+    for f in fields(opts):
+        default = f.default if f.default is not MISSING else f.default_factory()
+        lines.append(f"  --method.{f.name} {_metavar(f)}  (default {default!r})"
+                     + (f"  {docs[f.name]}" if docs.get(f.name) else ""))
+    return "\n".join(lines)
+
+
+def field_docs(cls) -> dict[str, str]:
+    """{field: the comment after it in the source}: defaults say their unit and source there."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    docs, pending = {}, []
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):  # a comment block above a field documents it
+            pending.append(stripped.lstrip("# ").strip())
+            continue
+        m = re.match(r"\s+(\w+)\s*:[^=]*=.*?(?:#\s*(.*))?$", line)
+        if m:
+            docs[m.group(1)] = " ".join(pending + ([m.group(2)] if m.group(2) else []))
+        pending = []
+    return docs
+
+
+def _help(f, docs) -> str:
+    default = f.default if f.default is not MISSING else None
+    text = docs.get(f.name, "")
+    return f"{text} (default {default!r})".replace("%", "%%")
+
+
+def _metavar(f) -> str:
+    tp = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    return tp.replace(" ", "").upper()
+
+
+def _method_name(args) -> str:
+    name = vars(args).get(_SET + "method.name")
+    if name:
+        return name
+    try:
+        return config_from_args(args).method.name
+    except ConfigError:
+        return RunConfig().method.name
+
+
+def _method_option_names() -> list[str]:
+    try:
+        from jessl.methods import METHODS
+    except ImportError:
+        return []
+    names = set()
+    for cls in METHODS.values():
+        if getattr(cls, "options", None) is not None:
+            names.update(f.name for f in fields(cls.options))
+    return sorted(names - {"name"})

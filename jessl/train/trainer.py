@@ -1,0 +1,457 @@
+"""`train(cfg)`: SSL pretraining as one linear loop (nanoGPT's train.py, DINO's main_dino.py).
+
+Read it top to bottom: the process (threads, JIT switch, seeds), the data, the model, the
+optimizer and its schedules (arrays, one value per step), the online probe, the run folder and
+a resume, then the loop; after every epoch the probe's validation accuracy and a checkpoint;
+at the end kNN and RankMe. The one hook a method gets is `after_step` (EMA teachers).
+
+Only rank 0 writes files and prints. A resumed run continues exactly: the loader's batches are
+a pure function of (seed, epoch, batch), and the checkpoint holds the model, the optimizers,
+the probe, the step and every RNG, so the next losses equal those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from jessl import __version__, distributed
+from jessl.config import RunConfig, default_threads
+from jessl.train.checkpoint import (atomic_save, checkpoint_path, latest_checkpoint,
+                                    load_checkpoint, prune_checkpoints, rng_state, set_rng_state)
+from jessl.train.probe import OnlineProbe, probe_dims, probe_inputs, projector_blocks
+
+
+def train(cfg: RunConfig) -> dict:
+    """Pretrain as `cfg` says; returns the final metrics (rank 0; other ranks: training ones)."""
+    cfg.validate()
+    t, is_main = cfg.train, distributed.rank() == 0
+    world = distributed.world_size()
+    run_dir = Path(t.out)
+    say = print if is_main else (lambda *a, **k: None)
+
+    # --- the process: threads, the JIT switch and the seeds, set here and nowhere else ---------
+    threads = setup_process(cfg, say)
+
+    # --- data --------------------------------------------------------------------------------
+    from jessl.data.loader import Loader  # after setup_process: the JIT switch is read at import
+    from jessl.eval.features import extract_features, small_images
+    small = small_images(cfg.data.train)
+    views = cfg.views_preset()
+    loader = Loader(cfg.data.train, cfg.data.batch_size // world, views, order=cfg.data.order,
+                    seed=t.seed, drop_last=True, num_threads=cfg.data.threads or None,
+                    rank=distributed.rank(), world_size=world, prefetch=cfg.data.prefetch,
+                    channels_last=t.channels_last)
+    steps_per_epoch = len(loader)
+    total_steps = t.epochs * steps_per_epoch
+    labels = loader.labels
+    num_classes = int(labels.max()) + 1 if (labels >= 0).any() else 0
+    eval_views = "eval_cifar" if small else "eval"
+    say(f"data: {cfg.data.train} ({len(loader.indices):,} images, {num_classes} classes), "
+        f"views {views}, batch {cfg.data.batch_size} ({world} x {loader.batch_size}), "
+        f"{steps_per_epoch} steps/epoch x {t.epochs} epochs")
+
+    # --- model: backbone + method (projector, predictor, EMA teacher, loss) --------------------
+    from jessl.methods import build_method
+    cifar_stem = small if cfg.model.cifar_stem is None else cfg.model.cifar_stem
+    backbone = make_backbone(cfg, cifar_stem)
+    gather = distributed.gather_with_grad if distributed.is_distributed() else None
+    method = build_method(cfg.method.name, backbone, cfg.model.projector,
+                          cfg.method.resolved_options(), gather)
+    if t.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    model = method
+    if distributed.is_distributed():  # averages gradients; the loss itself is global already
+        model = nn.parallel.DistributedDataParallel(method)
+    if t.compile:
+        model = torch.compile(model)
+    say(f"model: {cfg.method.name} on {cfg.model.backbone} (cifar_stem={cifar_stem}, "
+        f"{backbone.feature_dim} features), {_count(method.parameters_to_optimize()):,} "
+        f"trained parameters")
+
+    # --- optimizer and schedules (arrays, one value per step) ---------------------------------
+    from jessl.train.optim import build_optimizer, param_groups, set_hyperparams
+    params = list(method.parameters_to_optimize())
+    groups = param_groups(nn.ParameterList(params), cfg.optim.weight_decay)  # no decay on 1-D
+    schedule = build_schedules(cfg, steps_per_epoch)
+    optimizer = build_optimizer(cfg.optim.optimizer, groups, lr=float(schedule["lr"][0]),
+                                weight_decay=cfg.optim.weight_decay,
+                                momentum=float(schedule["momentum"][0]))
+    say(f"optim: {cfg.optim.optimizer}, peak lr {schedule['peak_lr']:.4g} ({cfg.optim.lr} per "
+        f"256 images, {cfg.optim.scaling} rule), {cfg.optim.schedule} with "
+        f"{schedule['warmup_steps']} warm-up steps")
+
+    # --- the online probe: detached features, its own optimizer -------------------------------
+    blocks = projector_blocks(getattr(method, "projector", None)) \
+        if cfg.probe.projector_layers else []
+    probe = None
+    if cfg.probe.enabled and num_classes > 1:
+        probe = OnlineProbe(probe_dims(backbone.feature_dim, blocks), num_classes, cfg.probe.lr,
+                            cfg.probe.momentum, cfg.probe.weight_decay)
+    elif cfg.probe.enabled:
+        say("probe: off, the train file has no labels")
+
+    # --- resume --------------------------------------------------------------------------------
+    step = 0  # optimizer steps done
+    resume = latest_checkpoint(run_dir) if t.resume == "auto" else \
+        (Path(t.resume) if t.resume else None)
+    if t.resume == "auto" and resume is None:
+        say(f"resume: no checkpoint in {run_dir / 'checkpoints'}, starting fresh")
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        method.load_state_dict(ckpt["method"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if probe is not None and ckpt.get("probe") is not None:
+            probe.load_state_dict(ckpt["probe"])
+            probe.optimizer.load_state_dict(ckpt["probe_optimizer"])
+        loader.load_state_dict(ckpt["loader"])
+        set_rng_state(ckpt["rng"])
+        step = int(ckpt["step"])
+        if ckpt.get("steps_per_epoch", steps_per_epoch) != steps_per_epoch:
+            raise ValueError(f"{resume} was written with {ckpt['steps_per_epoch']} steps per "
+                             f"epoch, this config gives {steps_per_epoch}: batch size or data "
+                             f"changed, so the run cannot continue exactly")
+        say(f"resume: {resume} (epoch {ckpt['epoch']}, step {step})")
+
+    # --- the run folder: config, versions, environment, metrics --------------------------------
+    log = RunLog(run_dir, enabled=is_main, resume_step=step if resume is not None else None)
+    if is_main:
+        cfg.to_yaml(run_dir / "config.yaml")
+        _write_json(run_dir / "version.json", version_info())
+        _write_json(run_dir / "env.json", environment(threads, loader.num_threads, cfg))
+
+    # --- the loop ------------------------------------------------------------------------------
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.precision == "bf16")
+    start_epoch = step // steps_per_epoch
+    stop_epoch = t.stop_after or t.epochs
+    embeddings: list[torch.Tensor] = []  # the newest rankme_samples embeddings, for RankMe
+    result = {}
+    for epoch in range(start_epoch, stop_epoch):
+        model.train()
+        first = step - epoch * steps_per_epoch  # > 0 only when resuming mid-epoch
+        bar = _progress(steps_per_epoch, first, f"epoch {epoch + 1}/{t.epochs}",
+                        is_main and t.progress)
+        epoch_loss, epoch_steps, wait, busy = 0.0, 0, 0.0, 0.0
+        window = {"loss": 0.0, "n": 0, "wait": 0.0, "time": 0.0}
+        probe_logs: dict = {}
+        tick = time.perf_counter()
+        for batch in loader.iter_epoch(epoch, start=first):
+            got = time.perf_counter()
+            set_hyperparams(optimizer, lr=schedule["lr"][step],
+                            momentum=schedule["momentum"][step],
+                            weight_decay=schedule["weight_decay"][step])
+            with autocast:
+                out = model(batch.views)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if cfg.optim.clip_grad > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_grad)
+            optimizer.step()
+            method.after_step(step, total_steps)
+            if probe is not None:
+                probe_logs = probe.step(probe_inputs(out.features, blocks), batch.labels)
+            if cfg.eval.rankme:
+                _keep_newest(embeddings, out.embeddings.float(), cfg.eval.rankme_samples)
+            step += 1
+
+            loss = out.loss.detach().item()
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss} at epoch {epoch + 1}, step {step}: "
+                                         f"lower optim.lr or set optim.clip_grad")
+            done = time.perf_counter()
+            wait += got - tick
+            busy += done - got
+            epoch_loss += loss
+            epoch_steps += 1
+            window["loss"] += loss
+            window["n"] += 1
+            window["wait"] += got - tick
+            window["time"] += done - tick
+            tick = done
+            ips = cfg.data.batch_size * window["n"] / max(window["time"], 1e-9)
+            wait_share = window["wait"] / max(window["time"], 1e-9)
+            bar.set_postfix_str(f"loss {loss:.3f}, {ips:,.0f} img/s, data wait "
+                                f"{100 * wait_share:.0f}%", refresh=False)
+            bar.update(1)
+            if step % t.log_every == 0 or step == total_steps:
+                log.write({"kind": "step", "epoch": epoch + 1, "step": step, "loss": loss,
+                           "loss_avg": window["loss"] / window["n"],
+                           "lr": optimizer.param_groups[0]["lr"],
+                           "momentum": float(schedule["momentum"][step - 1]),
+                           "weight_decay": float(schedule["weight_decay"][step - 1]),
+                           "images_per_s": ips, "data_wait": wait_share,
+                           **{k: _number(v) for k, v in out.logs.items()}, **probe_logs})
+                window = {"loss": 0.0, "n": 0, "wait": 0.0, "time": 0.0}
+        bar.close()
+
+        # --- end of epoch: probe on the val file, checkpoint ---------------------------------
+        seconds = wait + busy
+        record = {"kind": "epoch", "epoch": epoch + 1, "step": step,
+                  "loss": epoch_loss / max(epoch_steps, 1), "seconds": seconds,
+                  "images_per_s": cfg.data.batch_size * epoch_steps / max(seconds, 1e-9),
+                  "data_wait": wait / max(seconds, 1e-9), **probe_logs}
+        if is_main and probe is not None and cfg.data.val:
+            feats, val_labels = extract_features(backbone, cfg.data.val, eval_views,
+                                                 cfg.eval.batch_size, cfg.data.threads or None,
+                                                 channels_last=t.channels_last)
+            record.update(probe.accuracy(probe_inputs(feats, blocks), val_labels))
+        log.write(record)
+        say(_summary(record))
+        result = record
+        last = epoch + 1 == stop_epoch
+        if is_main and (last or (t.checkpoint_every and (epoch + 1) % t.checkpoint_every == 0)):
+            atomic_save({
+                "epoch": epoch + 1, "step": step, "steps_per_epoch": steps_per_epoch,
+                "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                "probe": probe.state_dict() if probe is not None else None,
+                "probe_optimizer": probe.optimizer.state_dict() if probe is not None else None,
+                "loader": loader.state_dict(), "rng": rng_state(), "config": cfg.to_dict(),
+            }, checkpoint_path(run_dir, epoch + 1))
+            prune_checkpoints(run_dir, t.keep_checkpoints)
+
+    # --- the end: kNN of backbone features, RankMe; the random-init baseline -----------------
+    final = {k: v for k, v in result.items() if k not in ("kind",)}
+    if step < total_steps:
+        say(f"stopped after epoch {stop_epoch} of {t.epochs} (train.stop_after); continue "
+            f"with --train.resume auto")
+        log.close()
+        return final
+    if is_main:
+        final.update(final_evaluation(cfg, backbone, cifar_stem, embeddings, eval_views, say))
+        log.write({"kind": "final", "step": step, **final})
+        _write_json(run_dir / "results.json", final)
+    log.close()
+    return final
+
+
+# --- the pieces train() calls, in the order it calls them ---------------------------------
+
+def setup_process(cfg: RunConfig, say=print) -> int:
+    """Seeds (python, numpy, torch), torch and numba threads and the numba JIT switch: the one
+    place a run sets them, and logs them. Returns the torch thread count."""
+    t = cfg.train
+    threads = t.threads or default_threads()
+    os.environ["JESSL_JIT"] = "1" if t.jit else "0"  # read by jessl.data.ops at first import
+    jit_module = sys.modules.get("jessl.data.ops._jit")
+    jit = t.jit
+    if jit_module is not None and jit_module._ENABLED != t.jit:
+        jit = jit_module._ENABLED
+        say(f"warning: train.jit={t.jit} ignored, the augmentation kernels were already "
+            f"loaded with the JIT {'on' if jit else 'off'} in this process")
+    torch.set_num_threads(threads)
+    try:
+        import numba
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    except (ImportError, ValueError):
+        pass
+    random.seed(t.seed)
+    np.random.seed(t.seed)
+    torch.manual_seed(t.seed)
+    say(f"process: seed {t.seed}, torch threads {threads}, loader threads "
+        f"{cfg.data.threads or default_threads()}, numba JIT {'on' if jit else 'off'}, "
+        f"precision {t.precision}, rank {distributed.rank()} of {distributed.world_size()}")
+    return threads
+
+
+def make_backbone(cfg: RunConfig, cifar_stem: bool) -> nn.Module:
+    """The backbone at its random initialisation for `train.seed`: the same weights every call
+    (the kNN baseline rebuilds it), whatever the global RNG has done before."""
+    from jessl.models import build_backbone
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed)
+        return build_backbone(cfg.model.backbone, cifar_stem)
+
+
+def build_schedules(cfg: RunConfig, steps_per_epoch: int) -> dict:
+    """{"lr", "momentum", "weight_decay"}: arrays of one value per step, plus "peak_lr" (the
+    per-256 lr scaled to the global batch, SSL Cookbook 3.8.1) and "warmup_steps"."""
+    from jessl.train.schedules import one_cycle_f1clr, scaled_lr, warmup_cosine
+    o = cfg.optim
+    total = cfg.train.epochs * steps_per_epoch
+    peak = scaled_lr(o.lr, cfg.data.batch_size, o.scaling)
+    # warm-up is capped at half the run so a short run still anneals
+    warmup = min(int(round(o.warmup_epochs * steps_per_epoch)), total // 2)
+    if o.schedule == "f1clr":
+        warmup = min(max(warmup, 1), total - 1) if total > 1 else 0
+        if total > 1:
+            lr, momentum = one_cycle_f1clr(peak, total, warmup)
+        else:
+            lr, momentum = np.full(1, peak), np.full(1, o.momentum)
+    else:
+        lr = warmup_cosine(peak, peak * o.final_lr, total, warmup)
+        momentum = np.full(total, o.momentum)
+    return {"lr": lr, "momentum": momentum, "weight_decay": np.full(total, o.weight_decay),
+            "peak_lr": peak, "warmup_steps": warmup}
+
+
+def final_evaluation(cfg: RunConfig, backbone: nn.Module, cifar_stem: bool, embeddings: list,
+                     eval_views: str, say=print) -> dict:
+    """kNN top-1 of backbone features (train file -> val file), RankMe of the embeddings and
+    of the val features, and optionally the kNN of the same network at random init."""
+    from jessl.eval.features import extract_features
+    from jessl.eval.knn import knn_accuracy
+    from jessl.eval.rankme import rankme
+    e, out = cfg.eval, {}
+    if e.rankme and embeddings:
+        out["rankme"] = rankme(torch.cat(embeddings))
+    if not (e.knn and cfg.data.val):
+        return out
+    cache = Path(cfg.train.out) / "features" if e.cache else None
+    threads = cfg.data.threads or None
+
+    def knn(net: nn.Module) -> tuple[float, torch.Tensor]:
+        train_f, train_y = extract_features(net, cfg.data.train, eval_views, e.batch_size,
+                                            threads, cache_dir=cache)
+        val_f, val_y = extract_features(net, cfg.data.val, eval_views, e.batch_size, threads,
+                                        cache_dir=cache)
+        keep = train_y >= 0
+        acc = knn_accuracy(train_f[keep], train_y[keep], val_f, val_y, ks=(e.k,),
+                           temperature=e.temperature)
+        return acc[f"k{e.k}_top1"], val_f
+
+    out["knn_top1"], val_f = knn(backbone)
+    if e.rankme:
+        out["rankme_features"] = rankme(val_f)
+    if e.baseline:
+        out["knn_top1_random_init"], _ = knn(make_backbone(cfg, cifar_stem))
+    line = f"kNN top-1 (k={e.k}, T={e.temperature}): {out['knn_top1']:.2f}%"
+    if e.baseline:
+        line += f" (random init: {out['knn_top1_random_init']:.2f}%)"
+    if "rankme" in out:
+        line += f"; RankMe {out['rankme']:.1f}"
+    say(line)
+    return out
+
+
+# --- the run folder -------------------------------------------------------------------------
+
+class RunLog:
+    """metrics.jsonl (one JSON object per line) and TensorBoard events, rank 0 only.
+
+    A resumed run first drops the records written after its checkpoint (a crash may have left
+    some), so the file reads as one uninterrupted run."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True, resume_step: int | None = None):
+        self.enabled = enabled
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.tb = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and _kept(json.loads(line), resume_step)]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        elif self.path.exists():
+            self.path.unlink()
+        self.file = open(self.path, "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(run_dir), purge_step=resume_step or None)
+        except ImportError:  # tensorboard is optional: metrics.jsonl has everything
+            print("tensorboard is not installed: metrics go to metrics.jsonl only")
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        record = {"time": time.time(), **record}
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            kind = record.get("kind", "step")
+            for key, value in record.items():
+                if key not in ("time", "kind", "step", "epoch") and isinstance(value, (int, float)):
+                    self.tb.add_scalar(f"{kind}/{key}", value, record.get("step", 0))
+
+    def close(self) -> None:
+        if self.enabled:
+            self.file.close()
+            if self.tb is not None:
+                self.tb.close()
+
+
+def _kept(record: dict, resume_step: int) -> bool:
+    return record.get("kind") != "final" and record.get("step", 0) <= resume_step
+
+
+def version_info() -> dict:
+    """jessl's version and, when the package sits in a git checkout, its commit."""
+    info = {"jessl": __version__, "git_commit": None, "git_dirty": None}
+    root = Path(__file__).resolve().parents[2]
+    try:
+        info["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+            timeout=10, check=True).stdout.strip() or None
+        info["git_dirty"] = bool(subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+            capture_output=True, text=True, timeout=10, check=True).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def environment(torch_threads: int, loader_threads: int, cfg: RunConfig) -> dict:
+    """What the numbers depend on: versions, CPU, threads, the process layout."""
+    import numba
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "numba": numba.__version__, "platform": platform.platform(),
+            "cpu": cpu, "cores_available": default_threads(), "cores_machine": os.cpu_count(),
+            "torch_threads": torch_threads, "loader_threads": loader_threads,
+            "jit": os.environ.get("JESSL_JIT", "1") != "0", "precision": cfg.train.precision,
+            "world_size": distributed.world_size()}
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1) + "\n")
+
+
+# --- small helpers --------------------------------------------------------------------------
+
+def _progress(total: int, initial: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, leave=False,
+                dynamic_ncols=True, mininterval=0.5)
+
+
+def _keep_newest(buffer: list, rows: torch.Tensor, limit: int) -> None:
+    buffer.append(rows)
+    total = sum(len(b) for b in buffer)
+    while len(buffer) > 1 and total - len(buffer[0]) >= limit:
+        total -= len(buffer.pop(0))
+
+
+def _count(params) -> int:
+    return sum(p.numel() for p in params)
+
+
+def _number(v):
+    return float(v) if isinstance(v, (int, float, np.floating, torch.Tensor)) else v
+
+
+def _summary(record: dict) -> str:
+    parts = [f"epoch {record['epoch']}: loss {record['loss']:.4f}",
+             f"{record['images_per_s']:,.0f} img/s", f"data wait {100 * record['data_wait']:.0f}%"]
+    for key, value in record.items():
+        if key.startswith("probe/") and key.endswith("top1"):
+            parts.append(f"{key[6:]} {value:.1f}%")
+    return ", ".join(parts)

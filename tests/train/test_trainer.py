@@ -1,0 +1,170 @@
+"""The trainer end to end on a tiny file: run folder, schedules, exact resume, rank 0 only."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from jessl import distributed
+from jessl.config import RunConfig, load_config
+from jessl.train.checkpoint import list_checkpoints, load_checkpoint
+from jessl.train.trainer import build_schedules, train
+
+from .conftest import tiny_overrides
+
+
+def records(run, kind):
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_files, tmp_path_factory):
+    """simclr, small_cnn, 2 epochs x 4 steps, uninterrupted; the reference for the resume."""
+    train_file, val_file = tiny_files
+    out = tmp_path_factory.mktemp("runs") / "full"
+    cfg = load_config(None, tiny_overrides(train_file, val_file, out,
+                                           {"eval.baseline": True}))
+    return cfg, out, train(cfg)
+
+
+def test_run_folder_describes_the_run(full_run):
+    cfg, out, metrics = full_run
+    for name in ("config.yaml", "version.json", "env.json", "metrics.jsonl", "results.json"):
+        assert (out / name).is_file(), name
+    assert list(out.glob("events.out.tfevents.*")), "no TensorBoard events"
+    assert RunConfig.from_dict(yaml.safe_load((out / "config.yaml").read_text())).to_dict() \
+        == cfg.to_dict()
+    env = json.loads((out / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and env["torch_threads"] == 1
+    assert json.loads((out / "version.json").read_text())["jessl"]
+    steps = records(out, "step")
+    assert [r["step"] for r in steps] == list(range(1, 9))  # 2 epochs x 64 // 16 steps
+    assert all(math.isfinite(r["loss"]) for r in steps)
+    epochs = records(out, "epoch")
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert all(0 <= r["probe/backbone_val_top1"] <= 100 for r in epochs)
+    ckpts = list_checkpoints(out)
+    assert [p.name for p in ckpts] == ["epoch-0001.pt", "epoch-0002.pt"]
+    state = load_checkpoint(ckpts[-1])
+    assert state["epoch"] == 2 and state["step"] == 8
+    for key in ("method", "optimizer", "probe", "probe_optimizer", "loader", "rng"):
+        assert state[key] is not None, key
+    assert {"torch", "numpy", "python"} <= set(state["rng"])
+    final = records(out, "final")[0]
+    for key in ("knn_top1", "knn_top1_random_init", "rankme"):
+        assert key in metrics and final[key] == metrics[key]
+    assert 0 <= metrics["knn_top1"] <= 100 and metrics["rankme"] >= 1
+
+
+def test_schedule_arrays_drive_the_optimizer(full_run):
+    cfg, out, _ = full_run
+    sched = build_schedules(cfg, steps_per_epoch=4)
+    peak = 0.1 * 16 / 256  # optim.lr per 256 images, linear rule, batch 16
+    assert sched["peak_lr"] == pytest.approx(peak) and sched["warmup_steps"] == 4
+    assert sched["lr"][0] == 0.0 and sched["lr"][3] == pytest.approx(peak)  # warm-up end
+    assert len(sched["lr"]) == 8 and sched["lr"][-1] < peak
+    logged = [r["lr"] for r in records(out, "step")]  # what the optimizer actually used
+    np.testing.assert_allclose(logged, sched["lr"], rtol=0, atol=1e-12)
+    sqrt = build_schedules(load_config(None, ["optim.scaling=sqrt", "data.batch_size=64",
+                                              "optim.lr=0.1"]), steps_per_epoch=4)
+    assert sqrt["peak_lr"] == pytest.approx(0.1 * 0.5)  # 0.1 x sqrt(64 / 256)
+    f1 = build_schedules(load_config(None, ["optim.schedule=f1clr", "optim.warmup_epochs=1",
+                                            "train.epochs=4"]), steps_per_epoch=4)
+    assert f1["lr"].argmax() == 4 and f1["momentum"][0] == pytest.approx(0.95)
+    assert f1["momentum"][4] == pytest.approx(0.85)  # momentum falls while lr rises
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_resume_continues_exactly(full_run, tiny_files, tmp_path, method):
+    """2 epochs straight vs 1 epoch, stop, resume for the 2nd: identical epoch-2 losses."""
+    train_file, val_file = tiny_files
+    extra = {"method.name": method, "eval.knn": False}
+    if method == "byol":
+        extra["method.predictor_hidden"] = "32"
+    if method == "simclr":
+        reference = records(full_run[1], "step")
+    else:
+        ref_out = tmp_path / "full"
+        train(load_config(None, tiny_overrides(train_file, val_file, ref_out, extra)))
+        reference = records(ref_out, "step")
+    out = tmp_path / "split"
+    first = train(load_config(None, tiny_overrides(train_file, val_file, out,
+                                                   {**extra, "train.stop_after": 1})))
+    assert first["epoch"] == 1 and [p.name for p in list_checkpoints(out)] == ["epoch-0001.pt"]
+    assert not records(out, "final")
+    train(load_config(None, tiny_overrides(train_file, val_file, out,
+                                           {**extra, "train.resume": "auto"})))
+    resumed = records(out, "step")
+    assert [r["step"] for r in resumed] == list(range(1, 9))  # one run's records, no repeats
+    ref2 = [r["loss"] for r in reference if r["epoch"] == 2]
+    got2 = [r["loss"] for r in resumed if r["epoch"] == 2]
+    assert len(ref2) == 4 and got2 == ref2  # bit for bit
+    assert [r["loss"] for r in resumed if r["epoch"] == 1] == \
+        [r["loss"] for r in reference if r["epoch"] == 1]
+
+
+def test_resume_restores_the_rngs(tiny_files, tmp_path, monkeypatch):
+    """A method that draws from torch's global RNG (dropout-like noise) still resumes exactly:
+    the checkpoint's RNG states are put back."""
+    from jessl.methods import METHODS, SimCLR
+
+    class NoisySimCLR(SimCLR):
+        name = "noisy_simclr"
+
+        def forward(self, views):
+            views = [v + 0.1 * torch.randn_like(v) for v in views]
+            return super().forward(views)
+
+    monkeypatch.setitem(METHODS, "noisy_simclr", NoisySimCLR)
+    train_file, val_file = tiny_files
+    extra = {"method.name": "noisy_simclr", "eval.knn": False, "probe.enabled": False}
+    train(load_config(None, tiny_overrides(train_file, val_file, tmp_path / "a", extra)))
+    train(load_config(None, tiny_overrides(train_file, val_file, tmp_path / "b",
+                                           {**extra, "train.stop_after": 1})))
+    torch.randn(100)  # whatever the process draws in between must not matter
+    train(load_config(None, tiny_overrides(train_file, val_file, tmp_path / "b",
+                                           {**extra, "train.resume": "auto"})))
+    assert [r["loss"] for r in records(tmp_path / "a", "step")] == \
+        [r["loss"] for r in records(tmp_path / "b", "step")]
+
+
+def test_only_rank_0_writes(tiny_files, tmp_path, monkeypatch, capsys):
+    """As rank 1 of 2 (no process group needed: the loader shards by rank), nothing is written
+    and nothing is printed; training itself still runs."""
+    train_file, val_file = tiny_files
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    out = tmp_path / "rank1"
+    metrics = train(load_config(None, tiny_overrides(train_file, val_file, out,
+                                                     {"train.epochs": 1})))
+    assert math.isfinite(metrics["loss"])
+    assert not out.exists()
+    assert capsys.readouterr().out == ""
+
+
+def test_bf16_and_projector_probes(tiny_files, tmp_path):
+    train_file, val_file = tiny_files
+    out = tmp_path / "bf16"
+    metrics = train(load_config(None, tiny_overrides(train_file, val_file, out, {
+        "train.epochs": 1, "train.precision": "bf16", "probe.projector_layers": True,
+        "eval.knn": False})))
+    assert math.isfinite(metrics["loss"])
+    for head in ("backbone", "proj1", "proj2"):  # projector "64-32": two layers
+        assert f"probe/{head}_val_top1" in metrics
+
+
+def test_unknown_preset_of_a_method_is_refused_up_front(tiny_files, tmp_path, monkeypatch):
+    """A method whose preset + "_cifar" is missing fails in validate(), not mid-run."""
+    from jessl.config import ConfigError
+    from jessl.methods import SimCLR
+    train_file, val_file = tiny_files
+    monkeypatch.setattr(SimCLR, "views", "nonexistent")
+    cfg = load_config(None, tiny_overrides(train_file, val_file, tmp_path / "x"))
+    with pytest.raises(ConfigError, match="asks for view preset 'nonexistent_cifar'"):
+        cfg.validate()
+    cfg.set("data.views", "crop_grey_cifar")  # naming one explicitly is the way out
+    cfg.validate()
