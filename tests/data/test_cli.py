@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jessl.data import Reader
 from tests.data.helpers import encode, natural_like
 
 ROOT = Path(__file__).resolve().parents[2]
