@@ -48,10 +48,12 @@ def column_views(base: View, column: str) -> list[View]:
     return [v, v]
 
 
-def torchvision_transform(view: View):
-    """torchvision v2 equivalent of one jessl View, on PIL images."""
+def torchvision_transform(view: View, on_tensors: bool = True):
+    """torchvision v2 equivalent of one jessl View: on uint8 tensors (ToImage() first, as v2's
+    documentation writes it) or on PIL images."""
     from torchvision.transforms import v2
-    t = [v2.RandomResizedCrop(view.hw, scale=view.scale, ratio=view.ratio, antialias=True),
+    t = [v2.ToImage()] if on_tensors else []
+    t += [v2.RandomResizedCrop(view.hw, scale=view.scale, ratio=view.ratio, antialias=True),
          v2.RandomHorizontalFlip(view.flip_p)]
     if view.jitter_p:
         t.append(v2.RandomApply([v2.ColorJitter(view.brightness, view.contrast,
@@ -63,17 +65,17 @@ def torchvision_transform(view: View):
                                 p=view.blur_p))
     if view.solarize_p:
         t.append(v2.RandomSolarize(view.solarize_threshold, p=view.solarize_p))
-    t += [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(view.mean,
-                                                                                   view.std)]
+    t += [] if on_tensors else [v2.PILToTensor()]
+    t += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(view.mean, view.std)]
     return v2.Compose(t)
 
 
 class TorchvisionPairs(torch.utils.data.Dataset):
     """(view1, view2, label) from the file's stored images via Pillow, as a torchvision user."""
 
-    def __init__(self, path, views: list[View], n: int):
+    def __init__(self, path, views: list[View], n: int, on_tensors: bool = True):
         self.path, self.n = str(path), n
-        self.transforms = [torchvision_transform(v) for v in views]
+        self.transforms = [torchvision_transform(v, on_tensors) for v in views]
         self.reader = None
 
     def __len__(self):
@@ -101,10 +103,10 @@ def _single_thread(_):
 
 
 def torchvision_pairs_per_s(path, views, n: int, batch_size: int, workers: int,
-                            tuned: bool) -> float:
+                            tuned: bool, on_tensors: bool = True) -> float:
     """Pairs/s of a DataLoader with `workers` processes over one epoch of `n` images, timed from
     `iter()` (forked workers start in milliseconds; prefetching cannot hide any work)."""
-    dataset = TorchvisionPairs(path, views, n)
+    dataset = TorchvisionPairs(path, views, n, on_tensors)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, shuffle=True, drop_last=False,
         worker_init_fn=_flush_denormal if tuned else _single_thread,
@@ -166,7 +168,7 @@ def run(path, preset: str = "simclr", columns=COLUMNS, batch_size: int = 64,
                "batch_size": batch_size, "repeats": repeats, "columns": {}}
     for column in columns:
         views = column_views(base, column)
-        runs = {"jessl": [], "torchvision": [], "torchvision_tuned": []}
+        runs = {"jessl": [], "torchvision": [], "torchvision_tuned": [], "torchvision_pil": []}
         for _ in range(repeats):
             runs["jessl"].append(jessl_pairs_per_s(path, views, batch_size, workers,
                                                    epochs=max(1, 2000 // n)))
@@ -176,10 +178,13 @@ def run(path, preset: str = "simclr", columns=COLUMNS, batch_size: int = 64,
                     path, views, m, batch_size, workers, tuned=False))
                 runs["torchvision_tuned"].append(torchvision_pairs_per_s(
                     path, views, m, batch_size, workers, tuned=True))
+                runs["torchvision_pil"].append(torchvision_pairs_per_s(
+                    path, views, m, batch_size, workers, tuned=False, on_tensors=False))
         row = {k: statistics.median(v) for k, v in runs.items() if v}
         if "torchvision" in row:
             row["ratio"] = row["jessl"] / row["torchvision"]
             row["ratio_tuned"] = row["jessl"] / row["torchvision_tuned"]
+            row["ratio_pil"] = row["jessl"] / row["torchvision_pil"]
         results["columns"][column] = row
         log(f"{column}: " + ", ".join(f"{k} {v:,.1f}" for k, v in row.items()))
     floor = statistics.median(decode_floor_per_s(path, workers) for _ in range(repeats))
@@ -188,5 +193,6 @@ def run(path, preset: str = "simclr", columns=COLUMNS, batch_size: int = 64,
     results.update(jessl_pairs_per_s=full["jessl"],
                    baseline_pairs_per_s=full.get("torchvision"),
                    ratio=full.get("ratio"), ratio_tuned=full.get("ratio_tuned"),
+                   ratio_pil=full.get("ratio_pil"),
                    floor_ratio=floor / full["jessl"])
     return results

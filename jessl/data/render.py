@@ -24,12 +24,13 @@ from jessl.data import sampler as S
 from jessl.data.ops import gaussian_blur
 from jessl.data.ops._jit import jit
 from jessl.data.ops.color import BLOCK, color_kernel
-from jessl.data.ops.crop import aa_weights_kernel, resample_rows_kernel
+from jessl.data.ops.crop import aa_weights_kernel, resample_rows_kernel, resized_crop
 from jessl.data.ops.normalize import (to_float_chw_kernel, to_float_chw_noise_kernel,
                                       to_uint8_chw_kernel)
 from jessl.data.ops.solarize import solarize_kernel
 
 MAX_DCT_FACTOR = 8  # libjpeg-turbo decodes at 1/2, 1/4 and 1/8 scale at no extra cost
+LARGE_VIEW = 96 * 96  # px: from here crops go through ops.resized_crop, one Python call each
 
 
 def dct_factors(ints: np.ndarray, cfgs: np.ndarray) -> np.ndarray:
@@ -134,12 +135,26 @@ def crop_color_kernel(raw_data, decoded, from_raw, offsets, heights, widths, cha
         if top < 0 or left < 0 or h < 1 or w < 1 or top + h > sh or left + w > sw:
             return j
         crop_resize_kernel(src, top, left, h, w, p[S.I_FLIP] != 0, stage[j])
-        order = p[S.I_ORDER:S.I_ORDER + 4]
-        grey = p[S.I_GREY] != 0
-        if grey or order.max() >= 0:
-            factors = floats[j, S.F_FACTORS:S.F_FACTORS + 4].astype(np.float32)
-            color_kernel(stage[j], order, factors, grey, planes, stage[j])
+        color_one(stage[j], p, floats[j], planes)
     return -1
+
+
+@jit
+def color_one(image, p, f, planes):
+    """ColorJitter and grey as drawn for one view, in place."""
+    order = p[S.I_ORDER:S.I_ORDER + 4]
+    grey = p[S.I_GREY] != 0
+    if grey or order.max() >= 0:
+        factors = f[S.F_FACTORS:S.F_FACTORS + 4].astype(np.float32)
+        color_kernel(image, order, factors, grey, planes, image)
+
+
+@jit
+def color_chunk_kernel(stage, ints, floats):
+    """ColorJitter and grey of every record's view, in place."""
+    planes = np.empty((3, BLOCK), np.float32)
+    for j in range(stage.shape[0]):
+        color_one(stage[j], ints[j], floats[j], planes)
 
 
 @jit
@@ -165,11 +180,36 @@ def finish_uint8_kernel(stage, ints, threshold, out):
         to_uint8_chw_kernel(stage[j], out[j])
 
 
+def crop_each(sources, ints_v: np.ndarray, stage: np.ndarray) -> int:
+    """Crop + resize every record's view through `ops.resized_crop` (OpenCV's SIMD transposes,
+    cached filter taps): for large views its per-call Python cost is noise next to the work."""
+    raw_data, decoded, from_raw, offsets, heights, widths, channels, src_hs, src_ws = sources
+    for j in range(stage.shape[0]):
+        sh, sw, c = int(src_hs[j]), int(src_ws[j]), int(channels[j])
+        base = raw_data if from_raw[j] else decoded
+        o = int(offsets[j])
+        if o < 0 or o + sh * sw * c > base.shape[0]:
+            return j
+        p = ints_v[j]
+        box = map_box(p[S.I_TOP], p[S.I_LEFT], p[S.I_H], p[S.I_W], heights[j], widths[j], sh, sw)
+        try:
+            resized_crop(base[o:o + sh * sw * c].reshape(sh, sw, c), box, stage[j],
+                         flip=bool(p[S.I_FLIP]), backend="numba")
+        except ValueError:  # a box outside the source
+            return j
+    return -1
+
+
 def render_view(sources, ints_v: np.ndarray, floats_v: np.ndarray, view, lut, out: np.ndarray,
                 stage: np.ndarray) -> int:
     """All records of a chunk for one view; returns -1 or the index of a bad record."""
     out_h, out_w = view.hw
-    bad = crop_color_kernel(*sources, ints_v, floats_v, out_h, out_w, stage)
+    if out_h * out_w >= LARGE_VIEW:
+        bad = crop_each(sources, ints_v, stage)
+        if bad < 0:
+            color_chunk_kernel(stage, ints_v, floats_v)
+    else:  # small views: everything in one call, no Python per record
+        bad = crop_color_kernel(*sources, ints_v, floats_v, out_h, out_w, stage)
     if bad >= 0:
         return bad
     for j in np.flatnonzero(ints_v[:, S.I_BLUR]):
