@@ -159,12 +159,17 @@ def run(path, preset: str = "simclr", columns=COLUMNS, batch_size: int = 64,
     The references read `baseline_images` images per run (default: enough for several
     seconds, so their worker start-up is a few percent: 256 at ImageNet size, 8192 at 32 px).
     """
+    from jessl.runtime import keep_freed_memory
     workers = workers or len(os.sched_getaffinity(0))
+    # as a training run sets it (jessl.train.trainer.setup_process); forked torchvision workers
+    # inherit it too, so both sides get the same allocator
+    malloc = keep_freed_memory()
     base = resolve_views(preset)[0]
     n = len(Reader(path))
     if baseline_images is None:
         baseline_images = 256 if min(base.hw) > 64 else 8192
     results = {"file": str(path), "preset": preset, "images": n, "workers": workers,
+               "malloc_keeps_freed_memory": malloc,
                "batch_size": batch_size, "repeats": repeats, "columns": {}}
     for column in columns:
         views = column_views(base, column)

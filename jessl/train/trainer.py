@@ -258,9 +258,12 @@ def setup_process(cfg: RunConfig, say=print) -> int:
     random.seed(t.seed)
     np.random.seed(t.seed)
     torch.manual_seed(t.seed)
+    from jessl.runtime import keep_freed_memory
+    malloc = keep_freed_memory()  # batch tensors reuse freed memory instead of page faults
     say(f"process: seed {t.seed}, torch threads {threads}, loader threads "
         f"{cfg.data.threads or default_threads()}, numba JIT {'on' if jit else 'off'}, "
-        f"precision {t.precision}, rank {distributed.rank()} of {distributed.world_size()}")
+        f"precision {t.precision}, rank {distributed.rank()} of {distributed.world_size()}, "
+        f"malloc keeps freed memory: {malloc}")
     return threads
 
 
