@@ -127,6 +127,18 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
     return 100.0 * float(hit.double().mean())
 
 
+def _hold_out(train_x, train_y, val_fraction: float, seed: int, num_classes):
+    """Training rows split per class into fit / validation, and the fit rows' statistics."""
+    x, y = _prepare(train_x, train_y)
+    num_classes = _num_classes(y, num_classes)
+    fit_idx, val_idx = stratified_split(y.numpy(), fraction=val_fraction, seed=seed)
+    if len(val_idx) == 0:
+        raise ValueError(f"val_fraction={val_fraction} leaves no validation rows")
+    fit_idx, val_idx = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
+    mean, std = standardizer(x[fit_idx])
+    return x, y, num_classes, fit_idx, val_idx, mean, std
+
+
 def _prepare(x, y) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = as_tensor(x, torch.float32), as_tensor(y, torch.int64)
     if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
@@ -192,13 +204,8 @@ def sweep_linear(train_x, train_y, *, lrs: Sequence[float] = LRS,
     other rows; the best validation top-1 wins, ties going to the earlier point in grid order.
     A head whose weights overflow scores 0.
     """
-    x, y = _prepare(train_x, train_y)
-    num_classes = _num_classes(y, num_classes)
-    fit_idx, val_idx = stratified_split(y.numpy(), fraction=val_fraction, seed=seed)
-    if len(val_idx) == 0:
-        raise ValueError(f"val_fraction={val_fraction} leaves no validation rows")
-    fit_idx, val_idx = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
-    mean, std = standardizer(x[fit_idx])
+    x, y, num_classes, fit_idx, val_idx, mean, std = _hold_out(
+        train_x, train_y, val_fraction, seed, num_classes)
     grid = [(lr, wd) for lr in lrs for wd in weight_decays]
     w, b = train_linear_heads((x[fit_idx] - mean) / std, y[fit_idx], num_classes,
                               [g[0] for g in grid], [g[1] for g in grid], epochs, batch_size, seed)
@@ -312,13 +319,8 @@ def mlp_probe(train_x, train_y, test_x, test_y, *, hidden: Sequence[int] = MLP_H
     both those and the last epoch's weights on the test rows once. No retraining on the full
     training set: the best epoch count of a 90% fit need not carry over.
     """
-    x, y = _prepare(train_x, train_y)
-    num_classes = _num_classes(y, num_classes)
-    fit_idx, val_idx = stratified_split(y.numpy(), fraction=val_fraction, seed=seed)
-    if len(val_idx) == 0:
-        raise ValueError(f"val_fraction={val_fraction} leaves no validation rows")
-    fit_idx, val_idx = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
-    mean, std = standardizer(x[fit_idx])
+    x, y, num_classes, fit_idx, val_idx, mean, std = _hold_out(
+        train_x, train_y, val_fraction, seed, num_classes)
     best, last, curve = train_mlp(
         (x[fit_idx] - mean) / std, y[fit_idx], (x[val_idx] - mean) / std, y[val_idx], num_classes,
         hidden=hidden, optimizer=optimizer, lr=lr, weight_decay=weight_decay, epochs=epochs,
