@@ -30,7 +30,7 @@ from jessl.data.order import ORDERS, batches, epoch_order, num_batches, shard
 from jessl.data.ops import normalize_lut
 from jessl.data.reader import Reader
 from jessl.data.render import dct_factors, render_view
-from jessl.data.sampler import sample_chunk, view_config
+from jessl.data.sampler import sample_chunk, view_configs
 from jessl.data.views import resolve_views
 
 OUTPUTS = ("float", "uint8")
@@ -177,7 +177,7 @@ class _Plan:
     def __init__(self, loader: Loader, epoch: int):
         self.loader, self.epoch = loader, epoch
         self.views = [v.scaled(loader.magnitude) for v in loader.views]
-        self.cfgs = np.stack([view_config(v) for v in self.views])
+        self.cfgs = view_configs(self.views)
         self.luts = [normalize_lut(v.mean, v.std) if loader.output == "float" else None
                      for v in self.views]
 
@@ -214,7 +214,7 @@ class _Plan:
         widths = rows[f"{field}.width"].astype(np.int64)
         channels = rows[f"{field}.channels"].astype(np.int64)
         ints, floats = sample_chunk(self.loader.seed, self.epoch, chunk, heights, widths,
-                                    self.views)
+                                    self.cfgs)
         sources = self.decode(chunk, rows, heights, widths, channels, ints)
         for v, (view, out) in enumerate(zip(self.views, arrays)):
             stage = np.empty((len(chunk), *view.hw, 3), np.uint8)

@@ -16,15 +16,13 @@ bounds checks, so a bad box raises instead of reading outside the image).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from jessl.data import sampler as S
 from jessl.data.ops import gaussian_blur
 from jessl.data.ops._jit import jit
 from jessl.data.ops.color import BLOCK, color_kernel
-from jessl.data.ops.crop import aa_weights_kernel, resample_rows_kernel, resized_crop
+from jessl.data.ops.crop import crop_resize_kernel, resized_crop
 from jessl.data.ops.normalize import (to_float_chw_kernel, to_float_chw_noise_kernel,
                                       to_uint8_chw_kernel)
 from jessl.data.ops.solarize import solarize_kernel
@@ -39,8 +37,10 @@ def dct_factors(ints: np.ndarray, cfgs: np.ndarray) -> np.ndarray:
     room = np.minimum(box_h / cfgs[None, :, S.C_OUT_H], box_w / cfgs[None, :, S.C_OUT_W])
     room = room.min(axis=1)
     factor = np.ones(len(room), np.int64)
-    for f in (2, 4, 8)[: int(math.log2(MAX_DCT_FACTOR))]:
+    f = 2
+    while f <= MAX_DCT_FACTOR:
         factor[room >= f] = f
+        f *= 2
     return factor
 
 
@@ -55,60 +55,6 @@ def map_box(top, left, h, w, height, width, src_h, src_w):
     h2 = max(1, min(b, src_h) - t)
     w2 = max(1, min(r, src_w) - l)
     return min(t, src_h - h2), min(l, src_w - w2), h2, w2
-
-
-@jit
-def taps(in_size, out_size):
-    """Width of one axis' weights table (crop.filter_taps)."""
-    support = max(in_size / out_size, 1.0)
-    return int(math.ceil(support)) * 2 + 1
-
-
-@jit
-def axis_taps(in_size, out_size):
-    """(starts, counts, float32 weights) of one axis, as crop.axis_weights computes them."""
-    starts = np.empty(out_size, np.int64)
-    counts = np.empty(out_size, np.int64)
-    weights = np.empty((out_size, taps(in_size, out_size)), np.float64)
-    aa_weights_kernel(in_size, out_size, starts, counts, weights)
-    return starts, counts, weights.astype(np.float32)
-
-
-@jit
-def transpose_kernel(src, dst):
-    """dst[x, y, :] = src[y, x, :] for (h, w, c) -> (w, h, c) uint8."""
-    for y in range(src.shape[0]):
-        for x in range(src.shape[1]):
-            for c in range(src.shape[2]):
-                dst[x, y, c] = src[y, x, c]
-
-
-@jit
-def crop_resize_kernel(src, top, left, h, w, flip, dst):
-    """crop.resized_crop's numba path (torchvision's antialiased bilinear, horizontal pass then
-    vertical with uint8 rounding between) for src (H, W, 1|3) into dst (out_h, out_w, 3)."""
-    out_h, out_w = dst.shape[0], dst.shape[1]
-    c = src.shape[2]
-    crop = src[top:top + h, left:left + w]
-    if h == out_h and w == out_w:  # torch returns the crop unresampled
-        for y in range(h):
-            for x in range(w):
-                sx = w - 1 - x if flip else x
-                for k in range(3):
-                    dst[y, x, k] = crop[y, sx, k if c == 3 else 0]
-        return
-    xs, xc, xw = axis_taps(w, out_w)
-    ys, yc, yw = axis_taps(h, out_h)
-    acc = np.empty(max(h, out_w) * c, np.float32)
-    cols = np.empty((w, h, c), np.uint8)
-    transpose_kernel(crop, cols)
-    tmp_t = np.empty((out_w, h, c), np.uint8)
-    resample_rows_kernel(cols.reshape((w, h * c)), xs, xc, xw, flip, acc,
-                         tmp_t.reshape((out_w, h * c)))
-    tmp = np.empty((h, out_w, c), np.uint8)
-    transpose_kernel(tmp_t, tmp)
-    resample_rows_kernel(tmp.reshape((h, out_w * c)), ys, yc, yw, False, acc,
-                         dst.reshape((out_h, out_w * 3)))
 
 
 @jit

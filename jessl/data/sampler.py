@@ -209,11 +209,16 @@ def view_config(view: View) -> np.ndarray:
     return cfg
 
 
+def view_configs(views: list[View]) -> np.ndarray:
+    """(V, N_CFG) recipe rows of a list of views, as `sample_chunk` takes them."""
+    return np.stack([view_config(v) for v in views])
+
+
 def sample_chunk(seed: int, epoch: int, records: np.ndarray, heights: np.ndarray,
-                 widths: np.ndarray, views: list[View]) -> tuple[np.ndarray, np.ndarray]:
-    """(ints (J, V, N_INT), floats (J, V, N_FLOAT)) for records of the given source sizes."""
-    cfgs = np.stack([view_config(v) for v in views])
-    j, v = len(records), len(views)
+                 widths: np.ndarray, cfgs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ints (J, V, N_INT), floats (J, V, N_FLOAT)) for records of the given source sizes;
+    `cfgs` from `view_configs`, computed once per epoch by the loader."""
+    j, v = len(records), len(cfgs)
     ints = np.empty((j, v, N_INT), np.int64)
     floats = np.empty((j, v, N_FLOAT), np.float64)
     sample_chunk_kernel(U64(seed & (2**64 - 1)), U64(epoch), np.asarray(records, np.int64),

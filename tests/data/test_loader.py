@@ -150,7 +150,7 @@ def test_each_image_is_decoded_once_per_batch_at_a_reduced_scale(tmp_path, monke
 
 
 def test_dct_factor_and_box_mapping():
-    cfgs = np.stack([S.view_config(View(size=32))] * 2)
+    cfgs = S.view_configs([View(size=32)] * 2)
     ints = np.zeros((3, 2, S.N_INT), np.int64)
     ints[:, :, S.I_H:S.I_W + 1] = [[[256, 256], [256, 256]], [[256, 256], [70, 90]],
                                    [[40, 40], [256, 256]]]

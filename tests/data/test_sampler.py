@@ -21,7 +21,8 @@ def test_uniforms_are_numpys_philox_stream():
 
 
 def _draw(view, n=4000, h=300, w=400, seed=0, epoch=0):
-    return S.sample_chunk(seed, epoch, np.arange(n), np.full(n, h), np.full(n, w), [view])
+    return S.sample_chunk(seed, epoch, np.arange(n), np.full(n, h), np.full(n, w),
+                          S.view_configs([view]))
 
 
 def test_crop_follows_torchvision_distribution():
@@ -86,12 +87,12 @@ def test_disabled_ops_and_magnitude():
 
 def test_same_record_same_params_whatever_the_chunk():
     view = View(size=32, jitter_p=0.8, grey_p=0.2)
-    a = S.sample_chunk(3, 1, np.array([5, 9, 2]), np.full(3, 50), np.full(3, 60), [view, view])
-    b = S.sample_chunk(3, 1, np.array([9]), np.full(1, 50), np.full(1, 60), [view, view])
+    a = S.sample_chunk(3, 1, np.array([5, 9, 2]), np.full(3, 50), np.full(3, 60), S.view_configs([view, view]))
+    b = S.sample_chunk(3, 1, np.array([9]), np.full(1, 50), np.full(1, 60), S.view_configs([view, view]))
     np.testing.assert_array_equal(a[0][1], b[0][0])
     np.testing.assert_array_equal(a[1][1], b[1][0])
     assert not np.array_equal(a[0][0, 0], a[0][0, 1])  # the two views draw apart
-    c = S.sample_chunk(3, 2, np.array([9]), np.full(1, 50), np.full(1, 60), [view, view])
+    c = S.sample_chunk(3, 2, np.array([9]), np.full(1, 50), np.full(1, 60), S.view_configs([view, view]))
     assert not np.array_equal(b[0], c[0])  # another epoch, other views
 
 

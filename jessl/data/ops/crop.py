@@ -115,7 +115,8 @@ def center_crop_box(height: int, width: int, size: int | tuple[int, int],
 
 # --- shared math: the antialiased bilinear filter --------------------------------------------------
 
-def filter_taps(in_size: int, out_size: int) -> int:
+@jit
+def filter_taps(in_size, out_size):
     """Most source pixels one output pixel reads along an axis (the weights table's width)."""
     support = max(in_size / out_size, 1.0)  # bilinear: half-width 1 output pixel, in source pixels
     return int(math.ceil(support)) * 2 + 1
@@ -190,6 +191,55 @@ def resample_rows_kernel(src, starts, counts, weights, flip, acc, dst):
         else:
             for i in range(n):
                 out[i] = np.uint8(acc[i] + HALF)
+
+
+@jit
+def axis_taps(in_size, out_size):
+    """(starts, counts, float32 weights) of one axis, as crop.axis_weights computes them."""
+    starts = np.empty(out_size, np.int64)
+    counts = np.empty(out_size, np.int64)
+    weights = np.empty((out_size, filter_taps(in_size, out_size)), np.float64)
+    aa_weights_kernel(in_size, out_size, starts, counts, weights)
+    return starts, counts, weights.astype(np.float32)
+
+
+@jit
+def transpose_kernel(src, dst):
+    """dst[x, y, :] = src[y, x, :] for (h, w, c) -> (w, h, c) uint8."""
+    for y in range(src.shape[0]):
+        for x in range(src.shape[1]):
+            for c in range(src.shape[2]):
+                dst[x, y, c] = src[y, x, c]
+
+
+@jit
+def crop_resize_kernel(src, top, left, h, w, flip, dst):
+    """`resized_crop`'s numba path as one numba-callable function, for callers already inside
+    numba (the loader's small-view chunks): loops instead of OpenCV's transposes, taps computed
+    instead of cached. src (H, W, 1|3) -> dst (out_h, out_w, 3), box already checked."""
+    out_h, out_w = dst.shape[0], dst.shape[1]
+    c = src.shape[2]
+    crop = src[top:top + h, left:left + w]
+    if h == out_h and w == out_w:  # torch returns the crop unresampled
+        for y in range(h):
+            for x in range(w):
+                sx = w - 1 - x if flip else x
+                for k in range(3):
+                    dst[y, x, k] = crop[y, sx, k if c == 3 else 0]
+        return
+    xs, xc, xw = axis_taps(w, out_w)
+    ys, yc, yw = axis_taps(h, out_h)
+    acc = np.empty(max(h, out_w) * c, np.float32)
+    cols = np.empty((w, h, c), np.uint8)
+    transpose_kernel(crop, cols)
+    tmp_t = np.empty((out_w, h, c), np.uint8)
+    resample_rows_kernel(cols.reshape((w, h * c)), xs, xc, xw, flip, acc,
+                         tmp_t.reshape((out_w, h * c)))
+    tmp = np.empty((h, out_w, c), np.uint8)
+    transpose_kernel(tmp_t, tmp)
+    resample_rows_kernel(tmp.reshape((h, out_w * c)), ys, yc, yw, False, acc,
+                         dst.reshape((out_h, out_w * 3)))
+
 
 
 # --- the op -------------------------------------------------------------------------------------
