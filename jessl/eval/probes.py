@@ -161,30 +161,48 @@ def train_linear_heads(x: torch.Tensor, y: torch.Tensor, num_classes: int, lrs: 
     x (N, D) is already standardised. The heads share every batch and one matmul per step (the
     multi-head trick of BEiT's linear probe, Cookbook 3.7.1); their columns never mix, so a head
     that diverges leaves the others untouched. Zero init makes the fit depend only on the seed's
-    batch order. The cross-entropy gradient is written out (softmax - one-hot) to skip autograd.
+    batch order.
     """
-    n, d = x.shape
-    h, c = len(lrs), num_classes
-    w = torch.zeros(d, h * c)
-    b = torch.zeros(h * c)
-    w_buf, b_buf = torch.zeros_like(w), torch.zeros_like(b)
-    lr = torch.tensor(lrs, dtype=torch.float32).repeat_interleave(c)  # (H*C,)
-    wd = torch.tensor(weight_decays, dtype=torch.float32).repeat_interleave(c)  # (H*C,)
-    onehot = torch.eye(c)[:, None, :]  # (C, 1, C): row y broadcasts over the heads
+    n = x.shape[0]
+    heads = LinearHeads(x.shape[1], num_classes, lrs, weight_decays)
     gen = torch.Generator().manual_seed(seed)
     schedule = cosine_schedule(1.0, epochs * num_batches(n, batch_size)).float()
     step = 0
     for _ in range(epochs):
         for idx in batches(n, batch_size, gen):
-            xb, yb = x[idx], y[idx]  # (B, D), (B,)
-            probs = torch.softmax((xb @ w + b).view(len(idx), h, c), dim=2)  # (B, H, C)
-            g = (probs - onehot[yb]).view(len(idx), h * c) / len(idx)  # d(mean CE)/d(logits)
-            w_buf.mul_(MOMENTUM).add_(xb.T @ g + wd * w)
-            b_buf.mul_(MOMENTUM).add_(g.sum(dim=0))
-            w.sub_(lr * schedule[step] * w_buf)
-            b.sub_(lr * schedule[step] * b_buf)
+            heads.step(x[idx], y[idx], float(schedule[step]))
             step += 1
-    return w, b
+    return heads.w, heads.b
+
+
+class LinearHeads:
+    """H softmax regressions trained by SGD with momentum, one shared matmul per step.
+
+    State only (weights and momentum buffers); the caller owns the batches and the schedule, so
+    the same step serves precomputed features (`train_linear_heads`) and features of freshly
+    augmented views (`jessl.eval.augmented`). The cross-entropy gradient is written out
+    (softmax - one-hot) to skip autograd.
+    """
+
+    def __init__(self, dim: int, num_classes: int, lrs: Sequence[float],
+                 weight_decays: Sequence[float]):
+        h, c = len(lrs), num_classes
+        self.num_classes = c
+        self.w, self.b = torch.zeros(dim, h * c), torch.zeros(h * c)
+        self.w_buf, self.b_buf = torch.zeros_like(self.w), torch.zeros_like(self.b)
+        self.lr = torch.tensor(lrs, dtype=torch.float32).repeat_interleave(c)  # (H*C,)
+        self.wd = torch.tensor(weight_decays, dtype=torch.float32).repeat_interleave(c)  # (H*C,)
+        self.onehot = torch.eye(c)[:, None, :]  # (C, 1, C): row y broadcasts over the heads
+
+    def step(self, xb: torch.Tensor, yb: torch.Tensor, lr_scale: float) -> None:
+        """One SGD step on standardised xb (B, D), labels yb (B,), every head's lr x lr_scale."""
+        b, hc, c = len(xb), self.w.shape[1], self.num_classes
+        probs = torch.softmax((xb @ self.w + self.b).view(b, hc // c, c), dim=2)  # (B, H, C)
+        g = (probs - self.onehot[yb]).view(b, hc) / b  # d(mean CE)/d(logits)
+        self.w_buf.mul_(MOMENTUM).add_(xb.T @ g + self.wd * self.w)
+        self.b_buf.mul_(MOMENTUM).add_(g.sum(dim=0))
+        self.w.sub_(self.lr * lr_scale * self.w_buf)
+        self.b.sub_(self.lr * lr_scale * self.b_buf)
 
 
 def _head_logits(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, num_classes: int) -> torch.Tensor:
