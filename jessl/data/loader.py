@@ -59,6 +59,7 @@ class Loader:
                  label_field: str = "label", image_field: str = "image"):
         self.reader = path if isinstance(path, Reader) else Reader(path)
         self.views = resolve_views(views)
+        self._built_sides = [min(v.hw) for v in self.views]  # set_size scales from these
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
         if output not in OUTPUTS:
@@ -99,9 +100,10 @@ class Loader:
         self.views = [replace(v, size=s) for v, s in zip(self.views, sizes)]
 
     def set_size(self, size: int) -> None:
-        """Set the first view's side to `size` and scale the others in proportion (multi-crop)."""
-        base = min(self.views[0].hw)
-        self.set_view_sizes([max(1, round(min(v.hw) * size / base)) for v in self.views])
+        """Set the first view's side to `size` and scale the others in proportion (multi-crop),
+        from the sizes the loader was built with, so that repeated calls never drift."""
+        base = self._built_sides[0]
+        self.set_view_sizes([max(1, round(side * size / base)) for side in self._built_sides])
 
     def set_magnitude(self, magnitude: float) -> None:
         """Augmentation strength in [0, 1] (see `View.scaled`), from the next epoch on."""

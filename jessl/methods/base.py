@@ -4,7 +4,9 @@ A method is an `nn.Module` that owns the backbone, its heads and any state (EMA 
 DINO's centre). The trainer's loop is, for every batch:
 
     out = method(batch.views)          # views: list of V tensors (B, 3, h_v, w_v), float
-    out.loss.backward(); optimizer.step()
+    out.loss.backward()
+    method.before_optimizer_step(step, total_steps)  # gradient edits (DINO's frozen last layer)
+    optimizer.step()
     method.after_step(step, total_steps)  # EMA updates and other per-step state
     probe(out.features)                # (B, F) backbone features of view 0, detached
 
@@ -82,6 +84,9 @@ class Method(nn.Module):
 
     def forward(self, views: list[torch.Tensor]) -> StepOutput:
         raise NotImplementedError
+
+    def before_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Edit gradients after backward (and clipping), before the update; nothing by default."""
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Per-step state after the optimizer step (EMA teachers); nothing by default."""

@@ -30,6 +30,10 @@ class DINOOptions:
     teacher_temp_warmup: float = 0.3
     center_momentum: float = 0.9  # main_dino.py --center_momentum
     momentum: float = 0.996  # teacher EMA at step 0, main_dino.py --momentum_teacher; cosine to 1
+    # fraction of all steps during which the prototype layer gets no update: main_dino.py
+    # --freeze_last_layer 1 (epoch) of its 100, "helps with the optimization" (it keeps the
+    # randomly initialised prototypes from collapsing onto the first, poor features)
+    freeze_last_layer: float = 0.01
 
 
 class DINO(Method):
@@ -87,6 +91,11 @@ class DINO(Method):
         embeddings = z[: views[0].shape[0]]  # bottleneck of view 0 (B, D), before the prototypes
         return StepOutput(loss, h[0].detach(), embeddings.detach(),
                           {"teacher_temp": temp, "momentum": self.momentum})
+
+    def before_optimizer_step(self, step, total_steps):
+        # main_dino.py utils.cancel_gradients_last_layer, after clipping and before the step
+        if step < int(round(self.opts.freeze_last_layer * total_steps)):
+            self.prototypes.weight.grad = None
 
     def after_step(self, step, total_steps):
         o = self.opts

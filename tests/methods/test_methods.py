@@ -211,3 +211,21 @@ def test_nnclr_support_set_takes_view_0():
     out = nnclr(_views(nnclr))
     assert int(nnclr.queue_ptr) == 8
     torch.testing.assert_close(nnclr.queue[:8], F.normalize(out.embeddings, dim=1))
+
+
+def test_dino_prototypes_frozen_for_the_first_steps():
+    """main_dino.py --freeze_last_layer: the prototype layer gets no update early on; the rest
+    of the network trains from the first step."""
+    dino = _method("dino", {"num_prototypes": 64, "freeze_last_layer": 0.2})  # 2 of 10 steps
+    opt = torch.optim.SGD(dino.parameters_to_optimize(), lr=0.1)
+    frozen = dino.prototypes.weight.detach().clone()
+    conv = _first_conv(dino.backbone).weight.detach().clone()
+    for step in range(TOTAL_STEPS):
+        _step(dino, opt, step)
+        dino.before_optimizer_step(step, TOTAL_STEPS)
+        opt.step()
+        dino.after_step(step, TOTAL_STEPS)
+        if step == 1:
+            assert torch.equal(dino.prototypes.weight, frozen)
+            assert not torch.equal(_first_conv(dino.backbone).weight, conv)
+    assert not torch.equal(dino.prototypes.weight, frozen)
