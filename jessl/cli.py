@@ -1,4 +1,4 @@
-"""`jessl convert | inspect | train | bench | quickstart`: the command line over the library."""
+"""`jessl convert | inspect | train | submit | eval | bench | quickstart`: the command line over the library."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ def main(argv=None) -> int:
         # `jessl convert` and `jessl inspect` start in a fraction of a second
         from jessl.train.command import main as train_main
         return train_main(argv[1:])
+    if argv[:1] == ["submit"]:  # the same run as `jessl train`, through SLURM (submitit)
+        from jessl.train.submit import main as submit_main
+        return submit_main(argv[1:])
+    if argv[:1] == ["eval"]:
+        # the probes need torch too: imported only for `jessl eval`
+        from jessl.eval.command import main as eval_main
+        return eval_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
@@ -105,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", add_help=False, help="pretrain a backbone with an SSL method "
                        "(`jessl train --help` lists every option)")
     p.add_argument("options", nargs=argparse.REMAINDER)  # parsed by jessl.train.command
+
+    p = sub.add_parser("submit", add_help=False, help="submit `jessl train` to SLURM through "
+                       "submitit: nodes, GPUs, partition, time; requeued and resumed on "
+                       "preemption or time-out (`jessl submit --help`)")
+    p.add_argument("options", nargs=argparse.REMAINDER)  # parsed by jessl.train.submit
+
+    p = sub.add_parser("eval", add_help=False, help="probe a frozen network: kNN, linear, MLP, "
+                       "RankMe, or the suite of them beside the random-init baseline "
+                       "(`jessl eval --help`)")
+    p.add_argument("options", nargs=argparse.REMAINDER)  # parsed by jessl.eval.command
 
     p = sub.add_parser("quickstart", help="the first run, offline: pretrain a small CNN on the "
                        "digits that ship with scikit-learn and compare its probe and kNN "

@@ -87,6 +87,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (CPU autocast for the forward pass)
     channels_last: bool = False  # NHWC tensors; faster convolutions on CPUs with oneDNN
     compile: bool = False  # torch.compile the method (needs a C++ compiler; slow first steps)
+    sync_bn: bool = False  # with several processes, batch-norm statistics of the global batch (SimCLR appendix B.1's global BN; BYOL, MoCo v3 use it too); off = each process normalises its own share
     threads: int = 0  # torch intra-op (and numba) threads; 0 = every core this process may use
     jit: bool = True  # compile the augmentation kernels with numba (off: plain Python, debuggable)
     out: str = "runs/run"  # run folder: config, versions, environment, metrics, checkpoints
@@ -118,8 +119,17 @@ class EvalConfig:
     cache: bool = True  # cache extracted features under out/features (keyed by weights + file + views)
 
 
+@dataclass
+class ProgressiveConfig:
+    min_size: int = 0  # px; > 0 turns on Super Progressive Learning (Kocyigit et al. 2023 3.2): full size during the lr warm-up, then min_size up to the views' size in stages; the paper's ImageNet minimum is 96 of 224
+    step: int = 0  # px between stages; 0 = the paper's 32 for views >= 128 px, 4 below
+    warmup_epochs: float = -1.0  # epochs at full size first; -1 = optim.warmup_epochs
+    min_magnitude: float = 1.0  # augmentation magnitude of the first stage, rising linearly to 1 over the stages (View.scaled); 1 = constant
+
+
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "method": MethodConfig,
-            "optim": OptimConfig, "train": TrainConfig, "probe": ProbeConfig, "eval": EvalConfig}
+            "optim": OptimConfig, "train": TrainConfig, "progressive": ProgressiveConfig,
+            "probe": ProbeConfig, "eval": EvalConfig}
 
 
 @dataclass
@@ -129,6 +139,7 @@ class RunConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    progressive: ProgressiveConfig = field(default_factory=ProgressiveConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -308,6 +319,18 @@ class RunConfig:
         if t.resume and t.resume != "auto" and not Path(t.resume).is_file():
             raise ConfigError(f"train.resume: checkpoint {t.resume} does not exist "
                               f"(give a file, or 'auto' for the newest in the run folder)")
+        g = self.progressive
+        if g.min_size < 0 or g.step < 0:
+            raise ConfigError("progressive.min_size and progressive.step must be >= 0")
+        if not 0.0 <= g.min_magnitude <= 1.0:
+            raise ConfigError(f"progressive.min_magnitude must be in [0, 1], got "
+                              f"{g.min_magnitude}")
+        if g.min_size:
+            from jessl.data.views import resolve_views
+            full = min(resolve_views(self.views_preset())[0].hw)
+            if g.min_size > full:
+                raise ConfigError(f"progressive.min_size {g.min_size} is larger than the "
+                                  f"views' size {full}")
         if p.enabled and not p.lr > 0:
             raise ConfigError(f"probe.lr must be > 0, got {p.lr}")
         if e.k < 1 or e.temperature <= 0 or e.batch_size < 1 or e.rankme_samples < 1:

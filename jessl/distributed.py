@@ -1,4 +1,5 @@
-"""Gathers across processes for the losses that need the whole batch (SSL Cookbook, section 3.8.1).
+"""Gathers across processes for the losses that need the whole batch (SSL Cookbook, section 3.8.1),
+batch-norm over the global batch, and joining the process group torchrun or submitit describes.
 
 The gradient convention, in one place
 -------------------------------------
@@ -32,8 +33,12 @@ How it goes wrong, and which test catches it:
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 def is_distributed() -> bool:
@@ -47,6 +52,60 @@ def world_size() -> int:
 
 def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
+
+
+# --- the process group ----------------------------------------------------------------------
+
+def init_from_env(backend: str = "gloo") -> bool:
+    """Join the process group that torchrun (or `jessl submit`, through submitit) describes in
+    RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; True when this call joined one.
+
+    gloo, because the trainer computes on the CPU (nccl needs CUDA tensors). Nothing happens
+    without WORLD_SIZE > 1, so a plain `jessl train` never opens a socket."""
+    if not dist.is_available() or dist.is_initialized():
+        return False
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    dist.init_process_group(backend, init_method="env://")
+    return True
+
+
+def shutdown() -> None:
+    """Leave the process group (no barrier: rank 0 may still be evaluating, and the others need
+    not wait for it; torchrun and SLURM wait for every process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def mean_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    """The mean of a tensor over ranks (no gradient): the loss to log, which for every method
+    equals the single-process loss of the global batch (see the module docstring)."""
+    if not is_distributed():
+        return x
+    x = x.detach().clone()
+    dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x / dist.get_world_size()
+
+
+def average_gradients_before_step(optimizer: torch.optim.Optimizer):
+    """Make `optimizer` average its gradients over ranks before each step, as DDP does for the
+    model: for modules trained outside DDP (the online probe), so every rank keeps the same
+    weights. Every rank must step the same number of times. Returns the hook handle."""
+
+    def hook(opt, args, kwargs):
+        grads = [p.grad for group in opt.param_groups for p in group["params"]
+                 if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])  # one collective, not one per tensor
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= dist.get_world_size()
+        for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+            g.copy_(part.view_as(g))
+
+    if not is_distributed():
+        return None
+    return optimizer.register_step_pre_hook(hook)
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -90,3 +149,87 @@ def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts, dim=0)
+
+
+# --- synchronised batch-norm ----------------------------------------------------------------
+
+class _AllReduceWithGrad(torch.autograd.Function):
+    """Sum over ranks; the backward is the same sum (every rank's loss depends on the global
+    sum, so the gradient of a local term is the sum of all ranks' gradients, which DDP's
+    average then turns into the gradient of the mean loss, as for `gather_with_grad`)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
+class SyncBatchNorm(_BatchNorm):
+    """Batch-norm whose training statistics are those of the global batch over all ranks, on any
+    device (torch's nn.SyncBatchNorm runs on GPUs only). Outside training, or in one process,
+    it is plain batch-norm; its parameters and buffers are named as BatchNorm's, so checkpoints
+    load either way. Input (N, C, ...).
+
+    Two all-reduces per call: the sum (and count) for the mean, then the centred sum of
+    squares for the variance, which is as accurate as the single-process two-pass variance.
+    Every rank must call it the same number of times (the local batch sizes may differ).
+    """
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected an (N, C, ...) input, got {x.dim()}-D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and is_distributed()):
+            return super().forward(x)
+        self._check_input_dim(x)
+        dtype = x.dtype
+        x = x.float() if dtype in (torch.float16, torch.bfloat16) else x  # sums in fp32
+        dims = [0, *range(2, x.dim())]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        count = x.new_tensor([x.numel() // x.shape[1]])
+        total = _AllReduceWithGrad.apply(torch.cat([x.sum(dims), count]))  # (C + 1,)
+        n = total[-1]
+        mean = total[:-1] / n  # (C,)
+        centred = x - mean.view(shape)
+        var = _AllReduceWithGrad.apply(centred.pow(2).sum(dims)) / n  # (C,) biased, as BN uses
+        y = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None \
+                    else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), m)
+                unbiased = var.detach() * n / (n - 1).clamp(min=1)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), m)
+        return y.to(dtype)
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """`module` with every BatchNorm replaced by `SyncBatchNorm`, sharing its parameters and
+    buffers (an optimizer built before still holds the right tensors); returns the module, or
+    the replacement when `module` is itself a BatchNorm."""
+    if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+        new = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                            module.track_running_stats)
+        if module.affine:
+            new.weight, new.bias = module.weight, module.bias
+        if module.track_running_stats:
+            new.running_mean, new.running_var = module.running_mean, module.running_var
+            new.num_batches_tracked = module.num_batches_tracked
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        new = convert_sync_batchnorm(child)
+        if new is not child:
+            module.add_module(name, new)
+    return module

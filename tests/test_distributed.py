@@ -9,19 +9,19 @@ off by exactly 1/world_size, which shows the check can fail.
 
 import json
 import os
-import random
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from jessl import losses as L
 from jessl import queues as Q
+
 from jessl.distributed import gather_no_grad, gather_with_grad
+
+from .spawn import spawn
 
 W, B, F_IN, D = 2, 4, 6, 5
 
@@ -123,30 +123,10 @@ def worker(rank, port, out):
     os._exit(0)
 
 
-def free_port():
-    """A free localhost port below Linux's ephemeral range (32768+), so that no outgoing connection
-    of another process on this shared machine can take it between our probe and rank 0's bind."""
-    rng = random.Random()
-    for _ in range(50):
-        port = rng.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-32000")
-
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
 def test_ddp_gradients_equal_single_process(tmp_path):
-    for attempt in range(3):
-        try:
-            mp.spawn(worker, args=(free_port(), tmp_path), nprocs=W, join=True)
-            break
-        except mp.ProcessRaisedException as e:  # retry only a lost race for the port
-            if "address already in use" not in str(e).lower() or attempt == 2:
-                raise
+    spawn(worker, W, tmp_path)
     for r in range(W):
         assert json.loads((tmp_path / f"rank{r}.json").read_text()) == [*LOSSES, "center_and_queue"]
 

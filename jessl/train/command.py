@@ -83,14 +83,26 @@ def run(args) -> int:
         print(args.train_parser.format_help())
         print(method_help(_method_name(args)))
         return 0
+    from jessl import distributed
+    # under torchrun (RANK, WORLD_SIZE, MASTER_ADDR in the environment) join the process group
+    # first: validate() checks the batch against the number of processes
+    joined = distributed.init_from_env()
+    is_main = distributed.rank() == 0
     try:
-        cfg = config_from_args(args)
-        cfg.validate()
-    except ConfigError as err:
-        print(f"jessl: error: {err}", file=sys.stderr)
-        return 2
-    from jessl.train.trainer import train
-    metrics = train(cfg)
+        try:
+            cfg = config_from_args(args)
+            cfg.validate()
+        except ConfigError as err:
+            if is_main:
+                print(f"jessl: error: {err}", file=sys.stderr)
+            return 2
+        from jessl.train.trainer import train
+        metrics = train(cfg)
+    finally:
+        if joined:
+            distributed.shutdown()
+    if not is_main:
+        return 0
     print(f"run folder: {cfg.train.out}")
     shown = {k: v for k, v in metrics.items() if k in ("loss", "probe/backbone_val_top1",
                                                        "knn_top1", "knn_top1_random_init",

@@ -55,6 +55,10 @@ def train(cfg: RunConfig) -> dict:
                     channels_last=t.channels_last)
     steps_per_epoch = len(loader)
     total_steps = t.epochs * steps_per_epoch
+    sizes, magnitudes = view_schedule(cfg, loader)
+    if cfg.progressive.min_size:
+        say(f"progressive: view size per epoch {sizes}, magnitude "
+            f"{[round(m, 2) for m in magnitudes]}")
     labels = loader.labels
     num_classes = int(labels.max()) + 1 if (labels >= 0).any() else 0
     eval_views = "eval_cifar" if small else "eval"
@@ -69,6 +73,8 @@ def train(cfg: RunConfig) -> dict:
     gather = distributed.gather_with_grad if distributed.is_distributed() else None
     method = build_method(cfg.method.name, backbone, cfg.model.projector,
                           cfg.method.resolved_options(), gather)
+    if t.sync_bn and distributed.is_distributed():  # before the probe's projector blocks
+        method = distributed.convert_sync_batchnorm(method)
     if t.channels_last:
         method = method.to(memory_format=torch.channels_last)
     model = method
@@ -101,6 +107,12 @@ def train(cfg: RunConfig) -> dict:
                             cfg.probe.momentum, cfg.probe.weight_decay)
     elif cfg.probe.enabled:
         say("probe: off, the train file has no labels")
+    if probe is not None and distributed.is_distributed():
+        # the probe trains outside DDP: average its gradients too, so every rank holds the
+        # probe that rank 0 checkpoints (and, with sync_bn, the single-process probe)
+        if t.sync_bn:
+            probe = distributed.convert_sync_batchnorm(probe)
+        distributed.average_gradients_before_step(probe.optimizer)
 
     # --- resume --------------------------------------------------------------------------------
     step = 0  # optimizer steps done
@@ -139,6 +151,8 @@ def train(cfg: RunConfig) -> dict:
     result = {}
     for epoch in range(start_epoch, stop_epoch):
         model.train()
+        loader.set_size(sizes[epoch])
+        loader.set_magnitude(magnitudes[epoch])
         first = step - epoch * steps_per_epoch  # > 0 only when resuming mid-epoch
         bar = _progress(steps_per_epoch, first, f"epoch {epoch + 1}/{t.epochs}",
                         is_main and t.progress)
@@ -157,6 +171,7 @@ def train(cfg: RunConfig) -> dict:
             out.loss.backward()
             if cfg.optim.clip_grad > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_grad)
+            method.before_optimizer_step(step, total_steps)
             optimizer.step()
             method.after_step(step, total_steps)
             if probe is not None:
@@ -165,7 +180,8 @@ def train(cfg: RunConfig) -> dict:
                 _keep_newest(embeddings, out.embeddings.float(), cfg.eval.rankme_samples)
             step += 1
 
-            loss = out.loss.detach().item()
+            # the mean over ranks: the single-process loss of the global batch, on every rank
+            loss = distributed.mean_over_ranks(out.loss.detach()).item()
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss} at epoch {epoch + 1}, step {step}: "
                                          f"lower optim.lr or set optim.clip_grad")
@@ -200,7 +216,8 @@ def train(cfg: RunConfig) -> dict:
         record = {"kind": "epoch", "epoch": epoch + 1, "step": step,
                   "loss": epoch_loss / max(epoch_steps, 1), "seconds": seconds,
                   "images_per_s": cfg.data.batch_size * epoch_steps / max(seconds, 1e-9),
-                  "data_wait": wait / max(seconds, 1e-9), **probe_logs}
+                  "data_wait": wait / max(seconds, 1e-9), "view_size": sizes[epoch],
+                  "magnitude": magnitudes[epoch], **probe_logs}
         if is_main and probe is not None and cfg.data.val:
             feats, val_labels = extract_features(backbone, cfg.data.val, eval_views,
                                                  cfg.eval.batch_size, cfg.data.threads or None,
@@ -274,6 +291,18 @@ def make_backbone(cfg: RunConfig, cifar_stem: bool) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
         return build_backbone(cfg.model.backbone, cifar_stem)
+
+
+def view_schedule(cfg: RunConfig, loader) -> tuple[list[int], list[float]]:
+    """(first view's size, augmentation magnitude) for every epoch: constant, or Super
+    Progressive Learning when progressive.min_size is set (jessl.train.progressive)."""
+    from jessl.train.progressive import progressive_schedule
+    g, epochs = cfg.progressive, cfg.train.epochs
+    full = min(loader.views[0].hw)
+    if not g.min_size:
+        return [full] * epochs, [1.0] * epochs
+    warmup = cfg.optim.warmup_epochs if g.warmup_epochs < 0 else g.warmup_epochs
+    return progressive_schedule(epochs, full, g.min_size, warmup, g.step, g.min_magnitude)
 
 
 def build_schedules(cfg: RunConfig, steps_per_epoch: int) -> dict:
