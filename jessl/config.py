@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -84,7 +85,8 @@ class TrainConfig:
     epochs: int = 100  # passes over the train file; SimCLR's shortest reported run is 100
     stop_after: int = 0  # end this invocation after this epoch, schedules still spanning `epochs` (time-limited jobs resume later); 0 = run to the end
     seed: int = 0  # seeds torch, numpy, python and the loader's augmentations and order
-    precision: str = "fp32"  # fp32 | bf16 (CPU autocast for the forward pass)
+    device: str = "auto"  # auto (a CUDA GPU when torch sees one, else the CPU) | cpu | cuda | cuda:N; under torchrun/SLURM "cuda" is this process's LOCAL_RANK GPU
+    precision: str = "fp32"  # fp32 | bf16 (autocast of the forward pass; on CPUs without native bf16 it is slower)
     channels_last: bool = False  # NHWC tensors; faster convolutions on CPUs with oneDNN
     compile: bool = False  # torch.compile the method (needs a C++ compiler; slow first steps)
     sync_bn: bool = False  # with several processes, batch-norm statistics of the global batch (SimCLR appendix B.1's global BN; BYOL, MoCo v3 use it too); off = each process normalises its own share
@@ -303,6 +305,13 @@ class RunConfig:
         if not 0 <= t.stop_after <= t.epochs:
             raise ConfigError(f"train.stop_after must be in [0, train.epochs={t.epochs}], "
                               f"got {t.stop_after}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", t.device):
+            raise ConfigError(f"train.device: {t.device!r} is not auto, cpu, cuda or cuda:N")
+        if t.device.startswith("cuda"):
+            import torch
+            if not torch.cuda.is_available():
+                raise ConfigError(f"train.device {t.device}: torch sees no CUDA GPU here "
+                                  f"(train.device auto falls back to the CPU)")
         if t.precision not in PRECISIONS:
             raise ConfigError(f"train.precision: unknown precision {t.precision!r}; known: "
                               f"{', '.join(PRECISIONS)}")

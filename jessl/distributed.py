@@ -56,16 +56,20 @@ def rank() -> int:
 
 # --- the process group ----------------------------------------------------------------------
 
-def init_from_env(backend: str = "gloo") -> bool:
+def init_from_env(backend: str | None = None) -> bool:
     """Join the process group that torchrun (or `jessl submit`, through submitit) describes in
     RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; True when this call joined one.
 
-    gloo, because the trainer computes on the CPU (nccl needs CUDA tensors). Nothing happens
-    without WORLD_SIZE > 1, so a plain `jessl train` never opens a socket."""
+    The default backend is gloo for CPU tensors and, where torch sees a GPU, NCCL for CUDA
+    tensors in the same group ("cpu:gloo,cuda:nccl"), so the collectives work on whichever
+    device train.device puts the model. Nothing happens without WORLD_SIZE > 1, so a plain
+    `jessl train` never opens a socket."""
     if not dist.is_available() or dist.is_initialized():
         return False
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
+    if backend is None:
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend, init_method="env://")
     return True
 

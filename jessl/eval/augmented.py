@@ -73,7 +73,7 @@ def augmented_linear_probe(backbone: nn.Module, train_path, test_path=None, *, t
     from jessl.data.loader import Loader
     from jessl.data.reader import Reader
     from jessl.data.views import resolve_views
-    from jessl.eval.features import eval_views, extract_features
+    from jessl.eval.features import device_of, eval_views, extract_features
 
     test_path = train_path if test_path is None else test_path
     plain = resolve_views(eval_views(train_path) if views is None else views)[:1]
@@ -103,6 +103,7 @@ def augmented_linear_probe(backbone: nn.Module, train_path, test_path=None, *, t
                     drop_last=False, num_threads=num_threads, indices=fit_idx,
                     channels_last=channels_last)
     schedule = cosine_schedule(1.0, epochs * len(loader)).float()
+    device = device_of(backbone)  # the heads stay on the CPU, beside the features
     was_training = backbone.training
     backbone.eval()
     step = 0
@@ -110,7 +111,8 @@ def augmented_linear_probe(backbone: nn.Module, train_path, test_path=None, *, t
         with torch.no_grad():
             for epoch in range(epochs):  # the loader draws new crops and flips every epoch
                 for batch in loader.iter_epoch(epoch):
-                    feats = (backbone(batch.views[0]).float() - mean) / std  # (B, F)
+                    x = batch.views[0].to(device, non_blocking=True)
+                    feats = (backbone(x).float().cpu() - mean) / std  # (B, F)
                     heads.step(feats, batch.labels, float(schedule[step]))
                     step += 1
     finally:

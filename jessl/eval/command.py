@@ -154,6 +154,9 @@ def _common_options() -> argparse.ArgumentParser:
                    help="torch and loader threads (default: all available cores)")
     g.add_argument("--batch-size", type=int, default=256, help="images per forward pass when "
                    "extracting features (default 256)")
+    g.add_argument("--device", default="auto", help="where the network extracts features: "
+                   "auto (a CUDA GPU when torch sees one, else cpu), cpu, cuda, cuda:N; the "
+                   "probes themselves run on the CPU (default auto)")
     g.add_argument("--cache-dir", metavar="DIR", help="converted datasets and cached features "
                    "(default: $JESSL_CACHE or ~/.cache/jessl)")
     g.add_argument("--no-cache", dest="cache", action="store_false",
@@ -227,6 +230,7 @@ def run(args) -> int:
     datasets = _datasets(args, roots, cache, say)
     model = _model(args, datasets[0], say)
     settings = _settings(args, cache)
+    settings.device = _device(args.device)
     start = time.perf_counter()
     if args.probe == "suite":
         return _run_suite(args, model, datasets, settings, say, start)
@@ -235,7 +239,7 @@ def run(args) -> int:
         from jessl.eval.augmented import augmented_linear_probe
         epochs = args.epochs if args.epochs is not None else 10
         r = augmented_linear_probe(
-            model.backbone, data.train, data.test, train_idx=data.train_idx,
+            model.backbone.to(settings.device), data.train, data.test, train_idx=data.train_idx,
             test_idx=data.test_idx, views=args.views, scale=tuple(args.augment_scale),
             epochs=epochs, seed=args.seed, num_threads=args.threads,
             cache_dir=settings.cache_dir, channels_last=settings.channels_last)
@@ -282,6 +286,17 @@ def _datasets(args, roots, cache, say) -> list:
         raise EvalError(f"two datasets share a name in {', '.join(names)}: write NAME=TRAIN:TEST")
     return [load_data(name, entry, roots=roots, cache=cache, seed=args.seed,
                       train_per_class=args.train_per_class, say=say) for name, entry in entries]
+
+
+def _device(name: str) -> str:
+    import torch
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name != "cpu" and not (name.startswith("cuda") and torch.cuda.is_available()):
+        raise EvalError(f"--device {name}: torch sees no CUDA GPU here (--device auto falls "
+                        f"back to the CPU)" if name.startswith("cuda") else
+                        f"--device {name!r} is not auto, cpu, cuda or cuda:N")
+    return name
 
 
 def _model(args, data, say):

@@ -38,7 +38,8 @@ def extract_features(backbone: nn.Module, path, views=None, batch_size: int = 25
     """backbone over `path` -> (features (N, F) float32, labels (N,) int64), in file order.
 
     `views`: a preset name or list of View (only the first view is used); None picks "eval" or
-    "eval_cifar" by image size. Runs under torch.no_grad in eval mode and restores the
+    "eval_cifar" by image size. The images go to the backbone's device (a CUDA backbone runs on
+    its GPU); the features come back on the CPU. Runs under torch.no_grad in eval mode and restores the
     backbone's training mode afterwards. `cache_dir`: folder for the on-disk cache (None: off).
     """
     from jessl.data.loader import Loader
@@ -57,13 +58,15 @@ def extract_features(backbone: nn.Module, path, views=None, batch_size: int = 25
                 pass
     loader = Loader(path, batch_size, views, order="sequential", drop_last=False,
                     num_threads=num_threads, indices=indices, channels_last=channels_last)
+    device = device_of(backbone)  # images go where the weights are; features come back to the CPU
     was_training = backbone.training
     backbone.eval()
     feats, labels = [], []
     try:
         with torch.no_grad():
             for batch in loader.iter_epoch(0):
-                feats.append(backbone(batch.views[0]).float())  # (B, F)
+                x = batch.views[0].to(device, non_blocking=True)
+                feats.append(backbone(x).float().cpu())  # (B, F)
                 labels.append(batch.labels)
     finally:
         backbone.train(was_training)
@@ -73,6 +76,13 @@ def extract_features(backbone: nn.Module, path, views=None, batch_size: int = 25
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_save({"features": features, "labels": labels}, cache_file)
     return features, labels
+
+
+def device_of(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter (or buffer); the CPU for one without either."""
+    for t in (*module.parameters(), *module.buffers()):
+        return t.device
+    return torch.device("cpu")
 
 
 def cache_key(backbone: nn.Module, path, views, indices=None) -> str:

@@ -50,6 +50,7 @@ class Settings:
     # NHWC images and weights: small_cnn extracts 1.4x faster on this project's 2-core CPU
     # (479 vs 336 images/s, batch 256, one run under load ~4); features equal up to rounding
     channels_last: bool = True
+    device: str = "cpu"  # where the backbone extracts features (cpu, cuda, cuda:N); probes run on the CPU
     projector: bool = True  # also kNN and RankMe of the projector's embeddings, when there is one
     timings: dict = field(default_factory=dict)  # seconds per stage, filled as the suite runs
 
@@ -65,6 +66,7 @@ def features(net: torch.nn.Module, data: EvalData, s: Settings) -> Features:
     """net over the train and test records of `data`, through the feature cache."""
     from jessl.eval.features import eval_views, extract_features
     views = s.views or eval_views(data.train)  # one view for both: the train file's image size
+    net = net.to(s.device)  # in place; the cache key is the weights' values, wherever they are
     if s.channels_last:
         net = net.to(memory_format=torch.channels_last)  # in place; the cache key is unchanged
     out = []

@@ -113,7 +113,13 @@ def executor(opts: SlurmOptions, run_dir: str):
 def submit(cfg: RunConfig, opts: SlurmOptions):
     """Submit `cfg` as a job of `opts`; returns the submitit job. The config is validated here
     (in one process: the batch is checked against the job's processes below)."""
-    cfg.validate()
+    # the GPUs are on the job's nodes, not necessarily here: check the device there
+    here = RunConfig.from_dict(cfg.to_dict())
+    here.train.device = "auto"
+    here.validate()
+    if cfg.train.device.startswith("cuda") and not opts.gpus_per_node:
+        raise ConfigError(f"train.device {cfg.train.device} needs GPUs, but the job asks for "
+                          f"none: give --gpus-per-node")
     world = opts.nodes * (opts.tasks_per_node or opts.gpus_per_node or 1)
     if cfg.data.batch_size % world:
         raise ConfigError(f"data.batch_size {cfg.data.batch_size} must be a multiple of the "

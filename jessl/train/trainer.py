@@ -43,6 +43,7 @@ def train(cfg: RunConfig) -> dict:
 
     # --- the process: threads, the JIT switch and the seeds, set here and nowhere else ---------
     threads = setup_process(cfg, say)
+    device = pick_device(t.device)
 
     # --- data --------------------------------------------------------------------------------
     from jessl.data.loader import Loader  # after setup_process: the JIT switch is read at import
@@ -75,16 +76,18 @@ def train(cfg: RunConfig) -> dict:
                           cfg.method.resolved_options(), gather)
     if t.sync_bn and distributed.is_distributed():  # before the probe's projector blocks
         method = distributed.convert_sync_batchnorm(method)
+    method = method.to(device)  # in place: `backbone` is the same module, now on `device`
     if t.channels_last:
         method = method.to(memory_format=torch.channels_last)
     model = method
     if distributed.is_distributed():  # averages gradients; the loss itself is global already
-        model = nn.parallel.DistributedDataParallel(method)
+        model = nn.parallel.DistributedDataParallel(
+            method, device_ids=[device.index] if device.type == "cuda" else None)
     if t.compile:
         model = torch.compile(model)
     say(f"model: {cfg.method.name} on {cfg.model.backbone} (cifar_stem={cifar_stem}, "
         f"{backbone.feature_dim} features), {_count(method.parameters_to_optimize()):,} "
-        f"trained parameters")
+        f"trained parameters, on {device}")
 
     # --- optimizer and schedules (arrays, one value per step) ---------------------------------
     from jessl.train.optim import build_optimizer, param_groups, set_hyperparams
@@ -104,7 +107,7 @@ def train(cfg: RunConfig) -> dict:
     probe = None
     if cfg.probe.enabled and num_classes > 1:
         probe = OnlineProbe(probe_dims(backbone.feature_dim, blocks), num_classes, cfg.probe.lr,
-                            cfg.probe.momentum, cfg.probe.weight_decay)
+                            cfg.probe.momentum, cfg.probe.weight_decay).to(device)
     elif cfg.probe.enabled:
         say("probe: off, the train file has no labels")
     if probe is not None and distributed.is_distributed():
@@ -141,10 +144,10 @@ def train(cfg: RunConfig) -> dict:
     if is_main:
         cfg.to_yaml(run_dir / "config.yaml")
         _write_json(run_dir / "version.json", version_info())
-        _write_json(run_dir / "env.json", environment(threads, loader.num_threads, cfg))
+        _write_json(run_dir / "env.json", environment(threads, loader.num_threads, cfg, device))
 
     # --- the loop ------------------------------------------------------------------------------
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.precision == "bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
     start_epoch = step // steps_per_epoch
     stop_epoch = t.stop_after or t.epochs
     embeddings: list[torch.Tensor] = []  # the newest rankme_samples embeddings, for RankMe
@@ -165,8 +168,9 @@ def train(cfg: RunConfig) -> dict:
             set_hyperparams(optimizer, lr=schedule["lr"][step],
                             momentum=schedule["momentum"][step],
                             weight_decay=schedule["weight_decay"][step])
+            views_in = [v.to(device, non_blocking=True) for v in batch.views]  # no-op on the CPU
             with autocast:
-                out = model(batch.views)
+                out = model(views_in)
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             if cfg.optim.clip_grad > 0:
@@ -175,9 +179,10 @@ def train(cfg: RunConfig) -> dict:
             optimizer.step()
             method.after_step(step, total_steps)
             if probe is not None:
-                probe_logs = probe.step(probe_inputs(out.features, blocks), batch.labels)
+                probe_logs = probe.step(probe_inputs(out.features, blocks),
+                                        batch.labels.to(device, non_blocking=True))
             if cfg.eval.rankme:
-                _keep_newest(embeddings, out.embeddings.float(), cfg.eval.rankme_samples)
+                _keep_newest(embeddings, out.embeddings.float().cpu(), cfg.eval.rankme_samples)
             step += 1
 
             # the mean over ranks: the single-process loss of the global batch, on every rank
@@ -222,7 +227,8 @@ def train(cfg: RunConfig) -> dict:
             feats, val_labels = extract_features(backbone, cfg.data.val, eval_views,
                                                  cfg.eval.batch_size, cfg.data.threads or None,
                                                  channels_last=t.channels_last)
-            record.update(probe.accuracy(probe_inputs(feats, blocks), val_labels))
+            record.update(probe.accuracy(probe_inputs(feats.to(device), blocks),
+                                         val_labels.to(device)))
         log.write(record)
         say(_summary(record))
         result = record
@@ -282,6 +288,19 @@ def setup_process(cfg: RunConfig, say=print) -> int:
         f"precision {t.precision}, rank {distributed.rank()} of {distributed.world_size()}, "
         f"malloc keeps freed memory: {malloc}")
     return threads
+
+
+def pick_device(name: str) -> torch.device:
+    """train.device -> the torch device of this process: "auto" is a CUDA GPU when torch sees
+    one, else the CPU; "cuda" is this process's GPU, LOCAL_RANK under torchrun and submitit
+    (one process per GPU, as DDP wants), made the current device so NCCL and new tensors use it."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    device = torch.device(name if ":" in name else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    torch.cuda.set_device(device)
+    return device
 
 
 def make_backbone(cfg: RunConfig, cifar_stem: bool) -> nn.Module:
@@ -356,7 +375,8 @@ def final_evaluation(cfg: RunConfig, backbone: nn.Module, cifar_stem: bool, embe
     if e.rankme:
         out["rankme_features"] = rankme(val_f)
     if e.baseline:
-        out["knn_top1_random_init"], _ = knn(make_backbone(cfg, cifar_stem))
+        device = next(backbone.parameters()).device
+        out["knn_top1_random_init"], _ = knn(make_backbone(cfg, cifar_stem).to(device))
     line = f"kNN top-1 (k={e.k}, T={e.temperature}): {out['knn_top1']:.2f}%"
     if e.baseline:
         line += f" (random init: {out['knn_top1_random_init']:.2f}%)"
@@ -433,7 +453,8 @@ def version_info() -> dict:
     return info
 
 
-def environment(torch_threads: int, loader_threads: int, cfg: RunConfig) -> dict:
+def environment(torch_threads: int, loader_threads: int, cfg: RunConfig,
+                device: torch.device | None = None) -> dict:
     """What the numbers depend on: versions, CPU, threads, the process layout."""
     import numba
     cpu = platform.processor()
@@ -449,6 +470,8 @@ def environment(torch_threads: int, loader_threads: int, cfg: RunConfig) -> dict
             "cpu": cpu, "cores_available": default_threads(), "cores_machine": os.cpu_count(),
             "torch_threads": torch_threads, "loader_threads": loader_threads,
             "jit": os.environ.get("JESSL_JIT", "1") != "0", "precision": cfg.train.precision,
+            "device": str(device) if device is not None else cfg.train.device,
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "world_size": distributed.world_size()}
 
 

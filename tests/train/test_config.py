@@ -32,6 +32,7 @@ def test_defaults_validate(tiny_files, tmp_path):
     (["--model.backbone", "resnet19"], "unknown backbone 'resnet19'; known: "),
     (["--optim.optimizer", "adam"], "unknown optimizer 'adam'; known: sgd, adamw, lars"),
     (["--train.precision", "fp16"], "unknown precision 'fp16'; known: fp32, bf16"),
+    (["--train.device", "gpu"], "train.device: 'gpu' is not auto, cpu, cuda or cuda:N"),
     (["--optim.schedule", "step"], "unknown schedule 'step'"),
     (["--optim.scaling", "cubic"], "unknown rule 'cubic'"),
     (["--train.epochs", "0"], "train.epochs must be >= 1"),
@@ -125,3 +126,16 @@ def test_command_help_lists_the_method_options(capsys):
     assert "--optim.lr" in text and "per 256 images" in text  # common options, with sources
     assert "--method.momentum FLOAT  (default 0.996)" in text and "BYOL section 3.2" in text
     assert "temperature" in method_help("simclr") and "momentum" not in method_help("simclr")
+
+
+def test_a_cuda_device_without_a_gpu_is_refused_and_auto_falls_back(tiny_files, tmp_path,
+                                                                    monkeypatch):
+    import torch
+
+    from jessl.train.trainer import pick_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    train, val = tiny_files
+    with pytest.raises(ConfigError, match="train.device cuda:1: torch sees no CUDA GPU"):
+        valid(train, val, "--train.out", str(tmp_path / "run"), "--train.device",
+              "cuda:1").validate()
+    assert pick_device("auto") == torch.device("cpu") == pick_device("cpu")

@@ -88,6 +88,31 @@ def test_submit_refuses_a_batch_the_processes_cannot_share(tiny_files, tmp_path)
         submit(cfg, SlurmOptions(cluster="local", nodes=3))
 
 
+def test_submit_checks_a_gpu_run_against_the_job_not_this_machine(tiny_files, tmp_path,
+                                                                   monkeypatch):
+    """A login node has no GPU: train.device cuda is checked against --gpus-per-node, never
+    against torch.cuda here."""
+    pytest.importorskip("submitit")
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    train_file, val_file = tiny_files
+    cfg = load_config(None, tiny_overrides(train_file, val_file, tmp_path / "run",
+                                           {"train.device": "cuda"}))
+    with pytest.raises(ConfigError, match="needs GPUs, but the job asks for none"):
+        submit(cfg, SlurmOptions(cluster="local"))
+    submitted = []
+
+    class Executor:  # stands in for SLURM: records the job instead of running it
+        def submit(self, job):
+            submitted.append(job)
+            return job
+
+    monkeypatch.setattr("jessl.train.submit.executor", lambda opts, run_dir: Executor())
+    job = submit(cfg, SlurmOptions(gpus_per_node=2))
+    assert submitted == [job] and job.config["train"]["device"] == "cuda"
+    assert cfg.train.device == "cuda"  # submit() checked a copy
+
+
 def test_cli_submit_help_lists_the_slurm_options(capsys):
     from jessl.cli import main
     with pytest.raises(SystemExit):

@@ -40,6 +40,7 @@ def test_run_folder_describes_the_run(full_run):
         == cfg.to_dict()
     env = json.loads((out / "env.json").read_text())
     assert env["torch"] == torch.__version__ and env["torch_threads"] == 1
+    assert env["device"] == ("cuda:0" if torch.cuda.is_available() else "cpu")  # train.device auto
     assert json.loads((out / "version.json").read_text())["jessl"]
     steps = records(out, "step")
     assert [r["step"] for r in steps] == list(range(1, 9))  # 2 epochs x 64 // 16 steps
