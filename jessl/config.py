@@ -17,13 +17,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 import yaml
+
+from jessl.runtime import check_device
 
 PRECISIONS = ("fp32", "bf16")
 SCHEDULES = ("warmup_cosine", "f1clr")
@@ -305,13 +306,10 @@ class RunConfig:
         if not 0 <= t.stop_after <= t.epochs:
             raise ConfigError(f"train.stop_after must be in [0, train.epochs={t.epochs}], "
                               f"got {t.stop_after}")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", t.device):
-            raise ConfigError(f"train.device: {t.device!r} is not auto, cpu, cuda or cuda:N")
-        if t.device.startswith("cuda"):
-            import torch
-            if not torch.cuda.is_available():
-                raise ConfigError(f"train.device {t.device}: torch sees no CUDA GPU here "
-                                  f"(train.device auto falls back to the CPU)")
+        try:
+            check_device(t.device, "train.device")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if t.precision not in PRECISIONS:
             raise ConfigError(f"train.precision: unknown precision {t.precision!r}; known: "
                               f"{', '.join(PRECISIONS)}")

@@ -29,3 +29,35 @@ def keep_freed_memory(threshold: int = KEEP_BYTES) -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_THRESHOLD, threshold)) and bool(
         mallopt(M_TRIM_THRESHOLD, threshold))
+
+
+# --- the compute device ---------------------------------------------------------------------
+
+DEVICES = r"auto|cpu|cuda(:\d+)?"  # what train.device and `jessl eval --device` accept
+
+
+def check_device(name: str, what: str) -> None:
+    """ValueError naming `what` (the option) when `name` is no device or asks for a GPU that
+    torch does not see; "auto" always passes (it falls back to the CPU)."""
+    import re
+    if not re.fullmatch(DEVICES, name):
+        raise ValueError(f"{what}: {name!r} is not auto, cpu, cuda or cuda:N")
+    if name.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise ValueError(f"{what} {name}: torch sees no CUDA GPU here ({what} auto falls "
+                             f"back to the CPU)")
+
+
+def resolve_device(name: str):
+    """A checked device name -> torch.device: "auto" is a CUDA GPU when torch sees one, else
+    the CPU; a bare "cuda" is this process's GPU, LOCAL_RANK under torchrun and submitit (one
+    process per GPU, as DDP wants)."""
+    import os
+
+    import torch
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        name = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return torch.device(name)

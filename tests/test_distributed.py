@@ -8,7 +8,6 @@ off by exactly 1/world_size, which shows the check can fail.
 """
 
 import json
-import os
 
 import pytest
 import torch
@@ -21,7 +20,7 @@ from jessl import queues as Q
 
 from jessl.distributed import gather_no_grad, gather_with_grad
 
-from .spawn import spawn
+from .spawn import run_in_group, spawn
 
 W, B, F_IN, D = 2, 4, 6, 5
 
@@ -82,46 +81,38 @@ def close(a, b):
     return all(torch.allclose(x, y, rtol=1e-9, atol=1e-12) for x, y in zip(a, b))
 
 
+def checks(rank):
+    x1, x2, _ = batch()
+    mine = slice(rank * B, (rank + 1) * B)
+    checked = []
+    for name, (fn, gathers) in LOSSES.items():
+        ref_loss, ref_grads = run_step(fn, None, x1, x2, ddp=False)
+        loss, grads = run_step(fn, gather_with_grad if gathers else None, x1[mine], x2[mine], ddp=True)
+        assert close(grads, ref_grads), f"{name}: DDP gradient differs from single-process"
+        if gathers:
+            assert torch.allclose(loss, ref_loss, rtol=1e-12), f"{name}: value {loss} != {ref_loss}"
+            _, bad = run_step(fn, _GatherNoSum.apply, x1[mine], x2[mine], ddp=True)
+            assert close(bad, [g / W for g in ref_grads]), f"{name}: the unsummed gather should be 1/W"
+        else:
+            mean = loss.clone()
+            dist.all_reduce(mean)
+            assert torch.allclose(mean / W, ref_loss, rtol=1e-12), name
+        checked.append(name)
+
+    # DINO's centre and the queues: no gradient, but every rank must hold the global state.
+    t = torch.cat([x1, x2])[:, :D]  # (2*W*B, D) stand-in teacher logits, rank-major halves
+    local = torch.cat([x1[mine], x2[mine]])[:, :D]
+    c0 = torch.zeros(1, D, dtype=torch.float64)
+    assert torch.allclose(L.update_center(c0, local, gather=gather_no_grad), L.update_center(c0, t))
+    q_ref, q = torch.zeros(20, D, dtype=torch.float64), torch.zeros(20, D, dtype=torch.float64)
+    assert Q.push_(q, 3, x1[mine][:, :D], gather=gather_no_grad) == Q.push_(q_ref, 3, x1[:, :D]) == 11
+    assert torch.equal(q, q_ref)
+    checked.append("center_and_queue")
+    return checked
+
+
 def worker(rank, port, out):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=W)
-    try:
-        x1, x2, _ = batch()
-        mine = slice(rank * B, (rank + 1) * B)
-        checked = []
-        for name, (fn, gathers) in LOSSES.items():
-            ref_loss, ref_grads = run_step(fn, None, x1, x2, ddp=False)
-            loss, grads = run_step(fn, gather_with_grad if gathers else None, x1[mine], x2[mine], ddp=True)
-            assert close(grads, ref_grads), f"{name}: DDP gradient differs from single-process"
-            if gathers:
-                assert torch.allclose(loss, ref_loss, rtol=1e-12), f"{name}: value {loss} != {ref_loss}"
-                _, bad = run_step(fn, _GatherNoSum.apply, x1[mine], x2[mine], ddp=True)
-                assert close(bad, [g / W for g in ref_grads]), f"{name}: the unsummed gather should be 1/W"
-            else:
-                mean = loss.clone()
-                dist.all_reduce(mean)
-                assert torch.allclose(mean / W, ref_loss, rtol=1e-12), name
-            checked.append(name)
-
-        # DINO's centre and the queues: no gradient, but every rank must hold the global state.
-        t = torch.cat([x1, x2])[:, :D]  # (2*W*B, D) stand-in teacher logits, rank-major halves
-        local = torch.cat([x1[mine], x2[mine]])[:, :D]
-        c0 = torch.zeros(1, D, dtype=torch.float64)
-        assert torch.allclose(L.update_center(c0, local, gather=gather_no_grad), L.update_center(c0, t))
-        q_ref, q = torch.zeros(20, D, dtype=torch.float64), torch.zeros(20, D, dtype=torch.float64)
-        assert Q.push_(q, 3, x1[mine][:, :D], gather=gather_no_grad) == Q.push_(q_ref, 3, x1[:, :D]) == 11
-        assert torch.equal(q, q_ref)
-        checked.append("center_and_queue")
-        (out / f"rank{rank}.json").write_text(json.dumps(checked))
-        dist.barrier()
-    except BaseException:
-        dist.destroy_process_group()
-        raise
-    # Both ranks passed: leave without tearing gloo down. Its teardown at process exit aborts
-    # about one run in ten on this CPU build ("terminate called without an active exception",
-    # std::terminate from a still-joinable thread), after every check has already passed.
-    os._exit(0)
-
+    run_in_group(checks, rank, port, W, out)
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")

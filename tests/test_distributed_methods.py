@@ -13,7 +13,6 @@ check can fail; tests/test_distributed.py checks the gathered losses alone, with
 """
 
 import json
-import os
 
 import pytest
 import torch
@@ -24,7 +23,7 @@ from jessl.distributed import convert_sync_batchnorm, gather_with_grad
 from jessl.methods import build_method
 from jessl.models.backbones import SmallCNN
 
-from .spawn import spawn
+from .spawn import run_in_group, spawn
 
 W, B = 2, 4  # processes, images per process
 # name -> (options, projector, view sizes): small heads and queues, and the state each keeps
@@ -71,44 +70,37 @@ def close(a, b):
     return all(torch.allclose(x, y, rtol=1e-7, atol=1e-10) for x, y in zip(a, b))
 
 
-def worker(rank, port, out):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=W)
-    try:
-        mine = slice(rank * B, (rank + 1) * B)
-        checked = []
-        for name, (_, _, sizes) in METHODS.items():
-            xs = views(sizes)
-            single = build(name, None)
-            ref = two_steps(single, single, xs)
-            method = build(name, True)
-            got = two_steps(method, DDP(method), [x[mine] for x in xs])
-            for step, ((loss, grads, state), (ref_loss, ref_grads, ref_state)) in \
-                    enumerate(zip(got, ref)):
-                # BYOL's loss is a per-sample mean: the mean over ranks is the global value
-                mean = loss.clone()
-                dist.all_reduce(mean)
-                assert torch.allclose(mean / W, ref_loss, rtol=1e-9), f"{name} {step}: loss"
-                assert close(grads, ref_grads), f"{name} step {step}: gradients differ"
-                assert state.keys() == ref_state.keys()
-                assert close(state.values(), ref_state.values()), f"{name} {step}: state differs"
-            checked.append(name)
-        # the failing case: batch-norm per process changes the gradients
-        method = build("simclr", False)
-        got = two_steps(method, DDP(method), [x[mine] for x in views(METHODS["simclr"][2])])
-        single = build("simclr", None)
-        ref = two_steps(single, single, views(METHODS["simclr"][2]))
-        assert not close(got[0][1], ref[0][1]), "per-process batch-norm should differ"
-        checked.append("unsynced_bn_differs")
-        (out / f"rank{rank}.json").write_text(json.dumps(checked))
-        dist.barrier()
-    except BaseException:
-        dist.destroy_process_group()
-        raise
-    # as tests/test_distributed.py: gloo's teardown at exit sometimes aborts after every check
-    # has passed, so leave without it
-    os._exit(0)
+def checks(rank):
+    mine = slice(rank * B, (rank + 1) * B)
+    checked = []
+    for name, (_, _, sizes) in METHODS.items():
+        xs = views(sizes)
+        single = build(name, None)
+        ref = two_steps(single, single, xs)
+        method = build(name, True)
+        got = two_steps(method, DDP(method), [x[mine] for x in xs])
+        for step, ((loss, grads, state), (ref_loss, ref_grads, ref_state)) in \
+                enumerate(zip(got, ref)):
+            # BYOL's loss is a per-sample mean: the mean over ranks is the global value
+            mean = loss.clone()
+            dist.all_reduce(mean)
+            assert torch.allclose(mean / W, ref_loss, rtol=1e-9), f"{name} {step}: loss"
+            assert close(grads, ref_grads), f"{name} step {step}: gradients differ"
+            assert state.keys() == ref_state.keys()
+            assert close(state.values(), ref_state.values()), f"{name} {step}: state differs"
+        checked.append(name)
+    # the failing case: batch-norm per process changes the gradients
+    method = build("simclr", False)
+    got = two_steps(method, DDP(method), [x[mine] for x in views(METHODS["simclr"][2])])
+    single = build("simclr", None)
+    ref = two_steps(single, single, views(METHODS["simclr"][2]))
+    assert not close(got[0][1], ref[0][1]), "per-process batch-norm should differ"
+    checked.append("unsynced_bn_differs")
+    return checked
 
+
+def worker(rank, port, out):
+    run_in_group(checks, rank, port, W, out)
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")

@@ -230,7 +230,12 @@ def run(args) -> int:
     datasets = _datasets(args, roots, cache, say)
     model = _model(args, datasets[0], say)
     settings = _settings(args, cache)
-    settings.device = _device(args.device)
+    from jessl.runtime import check_device, resolve_device
+    try:
+        check_device(args.device, "--device")
+    except ValueError as err:
+        raise EvalError(str(err)) from None
+    settings.device = str(resolve_device(args.device))
     start = time.perf_counter()
     if args.probe == "suite":
         return _run_suite(args, model, datasets, settings, say, start)
@@ -286,17 +291,6 @@ def _datasets(args, roots, cache, say) -> list:
         raise EvalError(f"two datasets share a name in {', '.join(names)}: write NAME=TRAIN:TEST")
     return [load_data(name, entry, roots=roots, cache=cache, seed=args.seed,
                       train_per_class=args.train_per_class, say=say) for name, entry in entries]
-
-
-def _device(name: str) -> str:
-    import torch
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name != "cpu" and not (name.startswith("cuda") and torch.cuda.is_available()):
-        raise EvalError(f"--device {name}: torch sees no CUDA GPU here (--device auto falls "
-                        f"back to the CPU)" if name.startswith("cuda") else
-                        f"--device {name!r} is not auto, cpu, cuda or cuda:N")
-    return name
 
 
 def _model(args, data, say):

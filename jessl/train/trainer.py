@@ -291,15 +291,12 @@ def setup_process(cfg: RunConfig, say=print) -> int:
 
 
 def pick_device(name: str) -> torch.device:
-    """train.device -> the torch device of this process: "auto" is a CUDA GPU when torch sees
-    one, else the CPU; "cuda" is this process's GPU, LOCAL_RANK under torchrun and submitit
-    (one process per GPU, as DDP wants), made the current device so NCCL and new tensors use it."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return torch.device("cpu")
-    device = torch.device(name if ":" in name else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
-    torch.cuda.set_device(device)
+    """train.device -> this process's device (`jessl.runtime.resolve_device`); a GPU becomes the
+    current device, so NCCL and new tensors use it."""
+    from jessl.runtime import resolve_device
+    device = resolve_device(name)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     return device
 
 
@@ -350,7 +347,7 @@ def final_evaluation(cfg: RunConfig, backbone: nn.Module, cifar_stem: bool, embe
                      eval_views: str, say=print) -> dict:
     """kNN top-1 of backbone features (train file -> val file), RankMe of the embeddings and
     of the val features, and optionally the kNN of the same network at random init."""
-    from jessl.eval.features import extract_features
+    from jessl.eval.features import device_of, extract_features
     from jessl.eval.knn import knn_accuracy
     from jessl.eval.rankme import rankme
     e, out = cfg.eval, {}
@@ -375,8 +372,8 @@ def final_evaluation(cfg: RunConfig, backbone: nn.Module, cifar_stem: bool, embe
     if e.rankme:
         out["rankme_features"] = rankme(val_f)
     if e.baseline:
-        device = next(backbone.parameters()).device
-        out["knn_top1_random_init"], _ = knn(make_backbone(cfg, cifar_stem).to(device))
+        baseline = make_backbone(cfg, cifar_stem).to(device_of(backbone))
+        out["knn_top1_random_init"], _ = knn(baseline)
     line = f"kNN top-1 (k={e.k}, T={e.temperature}): {out['knn_top1']:.2f}%"
     if e.baseline:
         line += f" (random init: {out['knn_top1_random_init']:.2f}%)"
