@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
+
+from jessl.files import write_atomic
 
 ROW_KEYS = ("model", "dataset", "probe", "metric", "value")
 BASELINE = "random-init"  # the model label of the untrained backbone's rows
@@ -74,22 +74,11 @@ def markdown_table(rows: list[dict], baseline: str = BASELINE) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _write_text(path: Path, text: str) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
-    _write_atomic(path, write)
+    write_atomic(path, write)
 
 
 def plot_bars(rows: list[dict], path: Path, baseline: str = BASELINE) -> None:
@@ -117,7 +106,7 @@ def plot_bars(rows: list[dict], path: Path, baseline: str = BASELINE) -> None:
         ax.set_ylabel(str(metric))
         ax.legend(fontsize="small")
     fig.tight_layout()
-    _write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
 def write_report(results: Iterable[dict], out_dir, baseline: str = BASELINE) -> dict[str, Path]:

@@ -7,42 +7,23 @@ rename itself survives a power cut: a reader sees the old checkpoint or the new 
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from jessl.files import write_atomic
 
 CHECKPOINT_GLOB = "epoch-*.pt"
 _EPOCH_RE = re.compile(r"epoch-(\d+)\.pt$")
 
 
 def atomic_save(obj, path) -> Path:
-    """torch.save `obj` to `path` atomically (temp file + fsync + os.replace + folder fsync)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # the rename is durable only once the folder entry is on disk
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:  # some filesystems refuse fsync on folders; the file itself is safe
-        pass
-    return path
+    """torch.save `obj` to `path` atomically and durably (jessl.files.write_atomic: temporary
+    file, fsync, os.replace, folder fsync)."""
+    return write_atomic(path, lambda tmp: torch.save(obj, tmp), durable=True)
 
 
 def checkpoint_path(run_dir, epoch: int) -> Path:

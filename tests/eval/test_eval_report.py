@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-import jessl.eval.report as report
+import jessl.files as files
 from jessl.eval import write_report
 
 ROWS = [
@@ -55,7 +55,7 @@ def test_a_failed_write_leaves_the_old_report_and_no_temporary_file(tmp_path, mo
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report.os, "replace", failing_replace)
+    monkeypatch.setattr(files.os, "replace", failing_replace)
     changed = [dict(r, value=1.0) for r in ROWS]
     with pytest.raises(OSError):
         write_report(changed, tmp_path)
