@@ -1,4 +1,4 @@
-"""`jessl convert | inspect | train | submit | eval | bench | quickstart`: the command line over the library."""
+"""`jessl convert | inspect | train | submit | eval | curve | bench | quickstart`: the command line over the library."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ def main(argv=None) -> int:
         # the probes need torch too: imported only for `jessl eval`
         from jessl.eval.command import main as eval_main
         return eval_main(argv[1:])
+    if argv[:1] == ["curve"]:
+        from jessl.train.curve import main as curve_main
+        return curve_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
@@ -122,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "RankMe, or the suite of them beside the random-init baseline "
                        "(`jessl eval --help`)")
     p.add_argument("options", nargs=argparse.REMAINDER)  # parsed by jessl.eval.command
+
+    p = sub.add_parser("curve", add_help=False, help="a run's learning curve from its "
+                       "metrics.jsonl: probe accuracy per epoch against training and wall time, "
+                       "optionally plotted (`jessl curve --help`)")
+    p.add_argument("options", nargs=argparse.REMAINDER)  # parsed by jessl.train.curve
 
     p = sub.add_parser("quickstart", help="the first run, offline: pretrain a small CNN on the "
                        "digits that ship with scikit-learn and compare its probe and kNN "
