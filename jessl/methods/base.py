@@ -95,6 +95,11 @@ class Method(nn.Module):
         """Parameters the optimizer updates (EMA teachers excluded)."""
         return [p for p in self.parameters() if p.requires_grad]
 
+    def fixed_lr_parameters(self) -> list[nn.Parameter]:
+        """Parameters (a subset of `parameters_to_optimize`) whose learning rate stays at the
+        peak instead of following the schedule; none by default (SimSiam: its predictor)."""
+        return []
+
 
 def encode(backbone: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:
     """Backbone features of every view, (B, F) each, with one call per run of consecutive

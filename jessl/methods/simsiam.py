@@ -12,6 +12,9 @@ from .base import Method, StepOutput, apply_head, encode
 @dataclass
 class SimSiamOptions:
     predictor_hidden: str = "512"  # bottleneck width, SimSiam section 3 (2048 -> 512 -> 2048)
+    # SimSiam section 4.2 / Table 1: the predictor at a constant lr (not decayed) did better,
+    # 68.1% against 67.7%, and facebookresearch/simsiam's --fix-pred-lr; solo-learn's static_lr
+    fix_predictor_lr: bool = True
 
 
 class SimSiam(Method):
@@ -31,6 +34,9 @@ class SimSiam(Method):
         out_dim = heads.parse_dims(self.head_spec(projector))[-1]
         # SimSiam section 3: Linear-BN-ReLU then a plain Linear (with bias)
         self.predictor = heads.predictor(out_dim, self.opts.predictor_hidden)
+
+    def fixed_lr_parameters(self):
+        return list(self.predictor.parameters()) if self.opts.fix_predictor_lr else []
 
     def forward(self, views):
         self.check_views(views)

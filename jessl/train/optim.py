@@ -11,19 +11,33 @@ from torch import nn
 OPTIMIZERS = ("sgd", "adamw", "lars")
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: weights (ndim >= 2) with `weight_decay`; biases and norm-layer scales/shifts
-    (ndim <= 1) with none. The second group is flagged `no_decay`: LARS then also skips its trust
+def param_groups(model: nn.Module, weight_decay: float, fixed_lr=()) -> list[dict]:
+    """Weights (ndim >= 2) with `weight_decay`; biases and norm-layer scales/shifts (ndim <= 1)
+    with none. The no-decay groups are flagged `no_decay`: LARS then also skips their trust
     ratio (the references' `exclude_bias_and_norm`, `p.ndim == 1`), and `set_hyperparams` leaves
-    its weight decay at 0. torch's optimizers keep unknown group keys, so the flag is harmless."""
-    decay, no_decay = [], []
+    their weight decay at 0. Parameters in `fixed_lr` (SimSiam's predictor) go to groups of
+    their own flagged `fixed_lr`, whose learning rate `set_hyperparams` leaves at the value the
+    optimizer was built with (the peak). torch's optimizers keep unknown group keys, so the
+    flags are harmless. The first group is always the scheduled weights (the lr that the
+    trainer logs)."""
+    fixed = {id(p) for p in fixed_lr}
+    groups = {}
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0, "no_decay": True},
-    ]
+            groups.setdefault((p.ndim <= 1, id(p) in fixed), []).append(p)
+    out = []
+    for is_fixed in (False, True):
+        for no_decay in (False, True):
+            params = groups.get((no_decay, is_fixed), [])
+            if is_fixed and not params:
+                continue
+            g = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
+            if no_decay:
+                g["no_decay"] = True
+            if is_fixed:
+                g["fixed_lr"] = True
+            out.append(g)
+    return out
 
 
 class LARS(torch.optim.Optimizer):
@@ -106,10 +120,11 @@ def set_hyperparams(
     momentum: float | None = None,
     weight_decay: float | None = None,
 ) -> None:
-    """Write one step's scheduled values into every group. Weight decay only touches groups that
-    decay (groups flagged `no_decay` stay at 0); momentum is AdamW's beta1."""
+    """Write one step's scheduled values into every group. The learning rate skips groups flagged
+    `fixed_lr`; weight decay only touches groups that decay (groups flagged `no_decay` stay at
+    0); momentum is AdamW's beta1."""
     for g in optimizer.param_groups:
-        if lr is not None:
+        if lr is not None and not g.get("fixed_lr", False):
             g["lr"] = lr
         if momentum is not None:
             if "betas" in g:

@@ -169,3 +169,26 @@ def test_unknown_preset_of_a_method_is_refused_up_front(tiny_files, tmp_path, mo
         cfg.validate()
     cfg.set("data.views", "crop_grey_cifar")  # naming one explicitly is the way out
     cfg.validate()
+
+
+def test_simsiam_predictor_keeps_the_peak_lr(tiny_files, tmp_path):
+    """SimSiam's fix_predictor_lr: the predictor's groups hold the peak lr from the first step
+    (warm-up included) to the last, while the rest follow warm-up + cosine."""
+    train_file, val_file = tiny_files
+    out = tmp_path / "simsiam"
+    extra = {"method.name": "simsiam", "method.predictor_hidden": "16", "eval.knn": False}
+    cfg = load_config(None, tiny_overrides(train_file, val_file, out, extra))
+    train(cfg)
+    sched = build_schedules(cfg, steps_per_epoch=4)
+    groups = load_checkpoint(list_checkpoints(out)[-1])["optimizer"]["param_groups"]
+    fixed = [g for g in groups if g.get("fixed_lr")]
+    assert len(fixed) == 2 and all(g["lr"] == pytest.approx(sched["peak_lr"]) for g in fixed)
+    assert groups[0]["lr"] == pytest.approx(sched["lr"][-1]) and sched["lr"][-1] < sched["peak_lr"]
+    # the predictor and nothing else: Linear-BN-ReLU-Linear has 2 weights, the BN pair and the
+    # last bias (the first Linear has none: BN follows it)
+    assert sum(len(g["params"]) for g in fixed) == 5
+    off = tmp_path / "decayed"
+    train(load_config(None, tiny_overrides(train_file, val_file, off,
+                                           {**extra, "method.fix_predictor_lr": False})))
+    groups = load_checkpoint(list_checkpoints(off)[-1])["optimizer"]["param_groups"]
+    assert len(groups) == 2 and not any(g.get("fixed_lr") for g in groups)
