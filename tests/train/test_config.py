@@ -139,3 +139,16 @@ def test_a_cuda_device_without_a_gpu_is_refused_and_auto_falls_back(tiny_files, 
         valid(train, val, "--train.out", str(tmp_path / "run"), "--train.device",
               "cuda:1").validate()
     assert pick_device("auto") == torch.device("cpu") == pick_device("cpu")
+
+
+def test_recipes_in_docs_load(tiny_files, tmp_path):
+    """Every recipe the docs tell users to run parses and validates (a renamed field would
+    otherwise break it silently); the data files are swapped for tiny ones, which CI has."""
+    from pathlib import Path
+    train, val = tiny_files
+    recipes = sorted((Path(__file__).parents[2] / "docs" / "recipes").glob("*.yaml"))
+    assert recipes, "no recipes found"
+    for path in recipes:
+        cfg = load_config(path, [f"data.train={train}", f"data.val={val}",
+                                 "data.batch_size=16", f"train.out={tmp_path / path.stem}"])
+        assert cfg.validate() is cfg and cfg.train.epochs >= 1, path
