@@ -237,3 +237,17 @@ def test_bad_arguments_fail_early(raw_file):
     with pytest.raises(ValueError, match="indices"):
         Loader(raw_file, 5, "simclr_cifar", indices=[0, 99])
     assert len(resolve_views("multicrop")) == 8
+
+
+def test_instance_negative_patch_is_as_noisy_as_the_positives(tmp_path):
+    """Instance SimCLR: on flat-colour images every crop is the same colour, so whatever varies
+    within a view is the Gaussian noise. The negative patch must carry the same noise as the
+    positive pair; without it, "is there noise?" separates the negative (a shortcut that took
+    the loss to 0 while the features learned little)."""
+    items = [(np.full((32, 32, 3), 40 * (i % 5) + 30, np.uint8), 0) for i in range(8)]
+    path = convert(items, tmp_path / "flat.jessl", workers=1, progress=False).path
+    batch = _epoch(Loader(path, 8, "instance_cifar", seed=0, num_threads=1))[0]
+    spread = [float(v.std(dim=(2, 3)).mean()) for v in batch.views]  # within-image, per channel
+    assert spread[0] > 0.2  # noise std 0.1 on [0, 1] pixels, over a CIFAR std of ~0.25
+    assert spread[2] == pytest.approx(spread[0], rel=0.15)
+    assert spread[1] == pytest.approx(spread[0], rel=0.15)
