@@ -9,46 +9,41 @@ was there before untouched.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
-
-
-def file_mode() -> int:
-    """The mode open() would give a new file under this process's umask (mkstemp gives 0600,
-    which would hide checkpoints and reports from the rest of a group on a shared cluster)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def write_atomic(path, write: Callable[[str], None], durable: bool = False) -> Path:
     """`write(tmp)` fills a temporary file beside `path`, which then replaces `path`. With
     `durable`, the file and then its folder are fsynced, so the new version also survives a
-    power cut (checkpoints). Returns `path` as a Path."""
+    power cut (checkpoints). Returns `path` as a Path.
+
+    The temporary file is created as open() creates files (mode 0666 less the umask), not with
+    mkstemp's 0600, which would hide checkpoints and reports from the rest of a group on a
+    shared cluster; O_EXCL and a random name keep two writers apart."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         write(tmp)
-        os.chmod(tmp, file_mode())
         if durable:
-            _fsync(tmp, os.O_RDONLY)
+            _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     if durable:
         try:  # the rename is durable only once the folder entry is on disk
-            _fsync(path.parent, os.O_RDONLY)
+            _fsync(path.parent)
         except OSError:  # some filesystems refuse fsync on folders; the file itself is safe
             pass
     return path
 
 
-def _fsync(path, flags: int) -> None:
-    fd = os.open(path, flags)
+def _fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -154,14 +154,12 @@ def test_fixed_lr_groups_keep_their_lr():
     """SimSiam's predictor: its own groups, decay split kept, and the schedule passes them by."""
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
     fixed = list(model[2].parameters())
-    groups = param_groups(model, 0.1, fixed_lr=fixed)
+    groups = param_groups(model, 0.1, fixed_lr=fixed, fixed_lr_value=0.5)  # the peak
     assert [(g.get("no_decay", False), g.get("fixed_lr", False)) for g in groups] == \
         [(False, False), (True, False), (False, True), (True, True)]
     assert {id(p) for g in groups if g.get("fixed_lr") for p in g["params"]} == \
         {id(p) for p in fixed}
     assert groups[2]["weight_decay"] == 0.1 and groups[3]["weight_decay"] == 0.0
-    for g in groups[2:]:
-        g["lr"] = 0.5  # the peak, as the trainer sets it
     opt = build_optimizer("sgd", groups, lr=0.0, weight_decay=0.1)
     set_hyperparams(opt, lr=0.02, weight_decay=0.3)
     assert [g["lr"] for g in opt.param_groups] == [0.02, 0.02, 0.5, 0.5]

@@ -104,23 +104,21 @@ def main(argv=None) -> int:
                    help="also draw probe accuracy against wall time to this file")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = p.parse_args(argv)
-    curves, out = {}, {}
+    out = {}
     for run in args.runs:
         try:
             records = read_metrics(run)
         except (FileNotFoundError, ValueError) as err:
             print(f"jessl curve: error: {err}", file=sys.stderr)
             return 1
-        rows = epoch_rows(records)
-        curves[run] = rows
-        out[run] = {"epochs": rows, "final": final_record(records)}
+        out[run] = {"epochs": epoch_rows(records), "final": final_record(records)}
     if args.json:
         print(json.dumps(out, indent=1))
     else:
-        for run in args.runs:
-            print(f"## {run}\n\n{markdown(curves[run], out[run]['final'])}\n")
+        for run, r in out.items():
+            print(f"## {run}\n\n{markdown(r['epochs'], r['final'])}\n")
     if args.plot:
-        plot(curves, args.plot)
+        plot({run: r["epochs"] for run, r in out.items()}, args.plot)
         if not args.json:
             print(f"plot: {args.plot}")
     return 0

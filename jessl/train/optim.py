@@ -11,33 +11,30 @@ from torch import nn
 OPTIMIZERS = ("sgd", "adamw", "lars")
 
 
-def param_groups(model: nn.Module, weight_decay: float, fixed_lr=()) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, fixed_lr=(),
+                 fixed_lr_value: float | None = None) -> list[dict]:
     """Weights (ndim >= 2) with `weight_decay`; biases and norm-layer scales/shifts (ndim <= 1)
     with none. The no-decay groups are flagged `no_decay`: LARS then also skips their trust
     ratio (the references' `exclude_bias_and_norm`, `p.ndim == 1`), and `set_hyperparams` leaves
-    their weight decay at 0. Parameters in `fixed_lr` (SimSiam's predictor) go to groups of
-    their own flagged `fixed_lr`, whose learning rate `set_hyperparams` leaves at the value the
-    optimizer was built with (the peak). torch's optimizers keep unknown group keys, so the
-    flags are harmless. The first group is always the scheduled weights (the lr that the
-    trainer logs)."""
+    their weight decay at 0. Parameters in `fixed_lr` (SimSiam's predictor) get a second pair
+    of groups, flagged `fixed_lr`, whose learning rate is `fixed_lr_value` (the peak) and which
+    `set_hyperparams` leaves alone. torch's optimizers keep unknown group keys, so the flags are
+    harmless. The first group is always the scheduled weights (the lr that the trainer logs)."""
     fixed = {id(p) for p in fixed_lr}
-    groups = {}
-    for p in model.parameters():
-        if p.requires_grad:
-            groups.setdefault((p.ndim <= 1, id(p) in fixed), []).append(p)
-    out = []
+    trained = [p for p in model.parameters() if p.requires_grad]
+    groups = []
     for is_fixed in (False, True):
-        for no_decay in (False, True):
-            params = groups.get((no_decay, is_fixed), [])
-            if is_fixed and not params:
-                continue
-            g = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
-            if no_decay:
-                g["no_decay"] = True
-            if is_fixed:
-                g["fixed_lr"] = True
-            out.append(g)
-    return out
+        params = [p for p in trained if (id(p) in fixed) == is_fixed]
+        if is_fixed and not params:
+            break
+        if is_fixed and fixed_lr_value is None:
+            raise ValueError("param_groups: fixed_lr parameters need fixed_lr_value")
+        extra = {"fixed_lr": True, "lr": fixed_lr_value} if is_fixed else {}
+        groups += [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay,
+                    **extra},
+                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0,
+                    "no_decay": True, **extra}]
+    return groups
 
 
 class LARS(torch.optim.Optimizer):

@@ -92,12 +92,11 @@ def train(cfg: RunConfig) -> dict:
     # --- optimizer and schedules (arrays, one value per step) ---------------------------------
     from jessl.train.optim import build_optimizer, param_groups, set_hyperparams
     params = list(method.parameters_to_optimize())
-    groups = param_groups(nn.ParameterList(params), cfg.optim.weight_decay,  # no decay on 1-D
-                          fixed_lr=method.fixed_lr_parameters())
     schedule = build_schedules(cfg, steps_per_epoch)
-    for g in groups:  # SimSiam's predictor: the peak lr throughout, warm-up included
-        if g.get("fixed_lr"):
-            g["lr"] = schedule["peak_lr"]
+    # no decay on 1-D parameters; SimSiam's predictor at the peak lr throughout
+    groups = param_groups(nn.ParameterList(params), cfg.optim.weight_decay,
+                          fixed_lr=method.fixed_lr_parameters(),
+                          fixed_lr_value=schedule["peak_lr"])
     optimizer = build_optimizer(cfg.optim.optimizer, groups, lr=float(schedule["lr"][0]),
                                 weight_decay=cfg.optim.weight_decay,
                                 momentum=float(schedule["momentum"][0]))
