@@ -165,18 +165,25 @@ def _inspect(args) -> int:
     from jessl.data.writer import available_cores
     with Reader(args.file) as reader:
         summary = summarize(reader)
+        unchecked = reader.unchecked_fields
     failures = None
     if args.verify:
         failures = verify_file(args.file, args.workers or available_cores(),
                                progress=not args.json and sys.stderr.isatty())
-        summary["verify"] = {"checked": summary["records"], "failed": failures}
+        summary["verify"] = {"checked": summary["records"], "failed": failures,
+                             "decode_only_fields": unchecked}
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
         print(format_summary(summary))
         if failures is not None:
-            print(f"verify: {summary['records'] - len(failures):,} of {summary['records']:,} "
+            bad = len({f["record"] for f in failures if f["record"] is not None})
+            print(f"verify: {summary['records'] - bad:,} of {summary['records']:,} "
                   f"records decode and match their checksums")
+            if unchecked:
+                print(f"verify: format version {summary['format_version']} stores no checksum "
+                      f"for {', '.join(unchecked)}: checked only to decode (rewrite the file "
+                      f"with this jessl to cover them)")
             for f in failures[:20]:
                 print(f"  FAILED {f['error']}")
     return 1 if failures else 0

@@ -61,3 +61,15 @@ def resolve_device(name: str):
     if name == "cuda":
         name = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     return torch.device(name)
+
+
+# --- worker processes -------------------------------------------------------------------------
+
+def quiet_worker_signals() -> None:
+    """The initializer of every jessl process pool. A forked worker inherits `jessl.cli.main`'s
+    SIGTERM -> KeyboardInterrupt handler; `pool.terminate()` (SIGTERM) then made it print a
+    traceback, or unwind while holding the pool's task lock, so that the parent waited on it
+    forever. The default SIGTERM ends a worker at once; Ctrl-C is the parent's to handle."""
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -5,16 +5,21 @@ Layout (all integers little-endian)::
     [header 128 B]  magic, version, record count, where the three regions lie, their CRC32s
     [data       ]   every record's variable-size blobs back to back (image bytes, bytes/str/json)
     [meta       ]   UTF-8 JSON: schema (field names and types) and the write parameters
-    [index      ]   one fixed-size row per record (a NumPy structured array): blob offsets and
-                    sizes, image height/width/channels/encoding/CRC32, and the scalar fields
+    [index      ]   one fixed-size row per record (a NumPy structured array): blob offsets,
+                    sizes and CRC32s, image height/width/channels/encoding, and the scalar fields
 
 The index and meta sit after the data so the writer can stream records without knowing their
 sizes in advance, then write the tables and finally the header. Unlike FFCV's .beton there are
 no pages: a record is as large as it needs to be, and the write parameters are kept.
 
 `validate` checks the header, the meta and *every* index row (offsets inside the data region,
-sizes consistent with the image shape, known encodings) before anyone touches the data; the
-numba kernels downstream do no bounds checks and rely on it.
+sizes consistent with the image shape, known encodings, labels within the classes) before
+anyone touches the data; the numba kernels downstream do no bounds checks and rely on it.
+
+Every stored byte is under a checksum: the header, meta and index each carry a CRC32 checked
+on open, and from version 2 on every blob (image, bytes, str, json) has its own CRC32 in the
+index, checked by `Reader.verify`. Version 1 files, whose bytes/str/json blobs have no CRC
+column, are still read; their verify says which fields it could only check to decode.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = b"JESSL\x00\r\n"  # NUL and CRLF catch text-mode transfers, as PNG's signature does
-VERSION = 1
+VERSION = 2  # what the writer writes; v2 added a CRC32 column to bytes/str/json fields
+READABLE_VERSIONS = (1, 2)
 # magic, version, header size, record count, data/meta/index (offset, size), meta CRC, index CRC
 HEADER = struct.Struct("<8sIIQQQQQQQII")
 HEADER_SIZE = 128  # HEADER, zero padding (room for later versions), then the header's CRC32
@@ -42,15 +48,17 @@ FIELD_TYPES = ("image", "int", "float", "bytes", "str", "json")
 
 # The per-type columns of the index. Blob fields point into the data region.
 _BLOB = [("offset", "<u8"), ("nbytes", "<u8")]
+_CRC = [("crc", "<u4")]  # CRC32 (zlib) of the blob's stored bytes
 _COLUMNS = {
-    "image": _BLOB + [("crc", "<u4"), ("height", "<u4"), ("width", "<u4"),
-                      ("channels", "u1"), ("encoding", "u1")],
+    "image": _BLOB + _CRC + [("height", "<u4"), ("width", "<u4"),
+                             ("channels", "u1"), ("encoding", "u1")],
     "int": [("value", "<i8")],
     "float": [("value", "<f8")],
-    "bytes": _BLOB,
-    "str": _BLOB,
-    "json": _BLOB,
+    "bytes": _BLOB + _CRC,
+    "str": _BLOB + _CRC,
+    "json": _BLOB + _CRC,
 }
+BLOB_TYPES = ("image", "bytes", "str", "json")
 
 
 class FormatError(ValueError):
@@ -79,11 +87,13 @@ class Header:
         return body + struct.pack("<I", zlib.crc32(body))
 
 
-def index_dtype(schema: list[dict]) -> np.dtype:
+def index_dtype(schema: list[dict], version: int = VERSION) -> np.dtype:
     """The structured dtype of one index row for a schema: `{field}.{column}` names, packed."""
     names, formats = [], []
     for field in schema:
         for col, fmt in _COLUMNS[field["type"]]:
+            if col == "crc" and version < 2 and field["type"] != "image":
+                continue  # version 1 checksummed only images
             names.append(f"{field['name']}.{col}")
             formats.append(fmt)
     return np.dtype({"names": names, "formats": formats})
@@ -121,9 +131,10 @@ def parse_header(buf, path, file_size: int) -> Header:
         raise FormatError(f"{path}: header checksum mismatch: the header is corrupted")
     (_, version, header_size, n, d_off, d_size, m_off, m_size, i_off, i_size,
      m_crc, i_crc) = HEADER.unpack(raw[:HEADER.size])
-    if version != VERSION:
+    if version not in READABLE_VERSIONS:
         raise FormatError(f"{path}: format version {version} is not supported by this jessl "
-                          f"(it reads version {VERSION}); upgrade jessl or rewrite the file")
+                          f"(it reads versions {READABLE_VERSIONS}); upgrade jessl or rewrite "
+                          f"the file")
     if header_size != HEADER_SIZE:
         raise FormatError(f"{path}: header size {header_size} != {HEADER_SIZE}")
     regions = [("data", d_off, d_size), ("meta", m_off, m_size), ("index", i_off, i_size)]
@@ -151,14 +162,18 @@ def parse_meta(buf, header: Header, path) -> dict:
         check_schema(meta["schema"])
         if not isinstance(meta.get("params", {}), dict):
             raise ValueError("params must be an object")
+        classes = meta.get("classes")
+        if classes is not None and not isinstance(classes, list):
+            raise ValueError("classes must be a list or null")
     except (ValueError, KeyError, TypeError) as err:
         raise FormatError(f"{path}: invalid meta block: {err}") from None
     return meta
 
 
-def parse_index(buf, header: Header, schema: list[dict], path) -> np.ndarray:
+def parse_index(buf, header: Header, meta: dict, path) -> np.ndarray:
     """The index as a read-only structured array over the map, checked row by row."""
-    dtype = index_dtype(schema)
+    schema = meta["schema"]
+    dtype = index_dtype(schema, header.version)
     if header.index_size != header.num_records * dtype.itemsize:
         raise FormatError(f"{path}: index holds {header.index_size} bytes but "
                           f"{header.num_records} records of {dtype.itemsize} bytes need "
@@ -167,16 +182,23 @@ def parse_index(buf, header: Header, schema: list[dict], path) -> np.ndarray:
     if zlib.crc32(raw) != header.index_crc:
         raise FormatError(f"{path}: index checksum mismatch: the record table is corrupted")
     index = raw.view(dtype)
-    check_index(index, schema, header.data_size, path)
+    check_index(index, schema, header.data_size, path, meta.get("classes"))
     return index
 
 
-def check_index(index: np.ndarray, schema: list[dict], data_size: int, path) -> None:
-    """Every blob inside the data region; every image shape, size and encoding sane."""
+def check_index(index: np.ndarray, schema: list[dict], data_size: int, path,
+                classes: list | None = None) -> None:
+    """Every blob inside the data region; every image shape, size and encoding sane; labels
+    within the classes when the file names them."""
     for field in schema:
         name, kind = field["name"], field["type"]
+        if name == "label" and kind == "int" and classes is not None:
+            values = index["label.value"]
+            _fail_rows((values < 0) | (values >= len(classes)), path,
+                       f"field 'label': label outside the {len(classes)} classes 0..."
+                       f"{len(classes) - 1}")
         if kind in ("int", "float"):
-            continue  # any value is one a user may have stored (NaN included)
+            continue  # any other value is one a user may have stored (NaN included)
         off, nbytes = index[f"{name}.offset"], index[f"{name}.nbytes"]
         # written as nbytes <= size and off <= size - nbytes so uint64 cannot overflow
         bad = (nbytes > data_size) | (off > np.uint64(data_size) - np.minimum(nbytes, data_size))

@@ -6,8 +6,9 @@ import multiprocessing
 
 import numpy as np
 
-from jessl.data.format import ENCODINGS
+from jessl.data.format import BLOB_TYPES, ENCODINGS
 from jessl.data.reader import Reader, RecordError
+from jessl.runtime import quiet_worker_signals
 
 
 def summarize(reader: Reader) -> dict:
@@ -86,27 +87,33 @@ def _fmt(st: dict) -> str:
 
 
 def verify_file(path, workers: int = 1, progress: bool = False) -> list[dict]:
-    """Decode every record strictly and check its CRC; [{record, error}] for each failure."""
+    """Decode every record strictly and check its CRCs; [{record, error}] for each failure
+    (record None for data-region bytes that belong to no record, which no CRC covers)."""
     with Reader(path) as reader:
         n = len(reader)
+        failures = [{"record": None, "error": f"{path}: data region bytes [{lo}, {hi}) belong "
+                     f"to no record: not covered by any checksum"}
+                    for lo, hi in uncovered_ranges(reader)]
     chunks = [(str(path), lo, min(lo + 256, n)) for lo in range(0, n, 256)]
     from tqdm import tqdm
     bar = tqdm(total=n, unit="img", desc="verify", disable=not progress)
-    failures = []
     if workers <= 1:
         results = map(_verify_range, chunks)
         pool = None
     else:
-        pool = multiprocessing.get_context().Pool(workers)
+        pool = multiprocessing.get_context().Pool(workers, quiet_worker_signals)
         results = pool.imap(_verify_range, chunks)
     try:
         for (_, lo, hi), bad in zip(chunks, results):
             failures += bad
             bar.update(hi - lo)
+        if pool is not None:
+            pool.close()  # every chunk is in: the workers exit on their own, nothing is killed
+            pool.join()
     finally:
         bar.close()
         if pool is not None:
-            pool.terminate()
+            pool.terminate()  # an error or Ctrl-C: stop the workers (a no-op after join)
     return failures
 
 
@@ -120,3 +127,22 @@ def _verify_range(task) -> list[dict]:
             except RecordError as err:
                 bad.append({"record": i, "error": str(err)})
     return bad
+
+
+def uncovered_ranges(reader: Reader) -> list[tuple[int, int]]:
+    """[lo, hi) spans of the data region that no record's blob covers (the writer leaves none:
+    blobs lie back to back), so that `verify` vouches for every stored byte."""
+    spans = [(reader.index[f"{name}.offset"].astype(np.int64),
+              reader.index[f"{name}.nbytes"].astype(np.int64))
+             for name, kind in reader.fields.items() if kind in BLOB_TYPES]
+    gaps, end = [], 0
+    if spans:
+        starts = np.concatenate([o for o, _ in spans])
+        ends = starts + np.concatenate([b for _, b in spans])
+        for lo, hi in zip(starts[np.argsort(starts)], ends[np.argsort(starts)]):
+            if lo > end:
+                gaps.append((end, int(lo)))
+            end = max(end, int(hi))
+    if end < reader.header.data_size:
+        gaps.append((end, reader.header.data_size))
+    return gaps

@@ -28,7 +28,7 @@ import torch
 from jessl.data.format import RAW
 from jessl.data.order import ORDERS, batches, epoch_order, num_batches, shard
 from jessl.data.ops import normalize_lut
-from jessl.data.reader import Reader
+from jessl.data.reader import Reader, jpeg_size
 from jessl.data.render import dct_factors, render_view
 from jessl.data.sampler import sample_chunk, view_configs
 from jessl.data.views import resolve_views
@@ -238,6 +238,13 @@ class _Plan:
         blobs, sizes = {}, []
         for j in jpegs:
             blob = reader.blob(int(chunk[j]), field)
+            # the JPEG's own size must be the index's (the crop boxes were drawn from it), and
+            # is checked before anything is allocated for the decode
+            where = f"{reader.path}: record {chunk[j]}"
+            jpeg_h, jpeg_w = jpeg_size(blob, where, LoaderError)
+            if (jpeg_h, jpeg_w) != (heights[j], widths[j]):
+                raise LoaderError(f"{where}: JPEG is {jpeg_w}x{jpeg_h} but the index says "
+                                  f"{widths[j]}x{heights[j]}")
             try:
                 h, w, _, _ = simplejpeg.decode_jpeg_header(
                     blob, min_height=-(-int(heights[j]) // factors[j]),

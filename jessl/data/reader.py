@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import simplejpeg
 
-from jessl.data.format import RAW, FormatError, parse_header, parse_index, parse_meta
+from jessl.data.format import (BLOB_TYPES, RAW, FormatError, parse_header, parse_index,
+                               parse_meta)
 
 
 class RecordError(ValueError):
@@ -43,7 +44,7 @@ class Reader:
         self.header = parse_header(self._map, self.path, size)
         self.meta = parse_meta(self._map, self.header, self.path)
         self.schema = self.meta["schema"]
-        self.index = parse_index(self._map, self.header, self.schema, self.path)
+        self.index = parse_index(self._map, self.header, self.meta, self.path)
         self._data = np.frombuffer(self._map, np.uint8, self.header.data_size,
                                    self.header.data_offset)
         self.fields = {f["name"]: f["type"] for f in self.schema}
@@ -110,6 +111,13 @@ class Reader:
         off, size = int(row[f"{field}.offset"]), int(row[f"{field}.nbytes"])
         return self._data[off:off + size]
 
+    @property
+    def unchecked_fields(self) -> list[str]:
+        """Blob fields without a CRC32 (bytes/str/json of a version 1 file): `verify` can only
+        check that they decode, not that they are the bytes written."""
+        return [name for name, kind in self.fields.items()
+                if kind in BLOB_TYPES and f"{name}.crc" not in self.index.dtype.names]
+
     def read_image(self, i: int, field: str = "image", verify: bool = False) -> np.ndarray:
         """Record i's image as uint8 (H, W, C), C = 1 (grey) or 3 (RGB); JPEGs are decoded.
 
@@ -117,16 +125,26 @@ class Reader:
         row = self._row(i)
         h, w, c = (int(row[f"{field}.{k}"]) for k in ("height", "width", "channels"))
         blob = self.blob(i, field)
-        if verify and zlib.crc32(blob) != int(row[f"{field}.crc"]):
-            raise RecordError(f"{self.path}: record {i}: {field} checksum mismatch: the data "
-                              f"region is corrupted")
+        if verify:
+            self._check_crc(i, field, blob)
         if int(row[f"{field}.encoding"]) == RAW:
             return blob.reshape(h, w, c)
+        # the JPEG's own header, against the index, before a decoder allocates what it says
+        jpeg_h, jpeg_w = jpeg_size(blob, f"{self.path}: record {i}", RecordError)
+        if (jpeg_h, jpeg_w) != (h, w):
+            raise RecordError(f"{self.path}: record {i}: JPEG is {jpeg_w}x{jpeg_h} but the "
+                              f"index says {w}x{h}")
         pixels = self._decode_jpeg(i, blob, c, strict=verify)
         if pixels.shape[:2] != (h, w):
             raise RecordError(f"{self.path}: record {i}: JPEG is {pixels.shape[1]}x"
                               f"{pixels.shape[0]} but the index says {w}x{h}")
         return pixels.reshape(h, w, c)
+
+    def _check_crc(self, i: int, field: str, blob: np.ndarray) -> None:
+        column = f"{field}.crc"
+        if column in self.index.dtype.names and zlib.crc32(blob) != int(self.index[column][i]):
+            raise RecordError(f"{self.path}: record {i}: {field} checksum mismatch: the data "
+                              f"region is corrupted")
 
     def _decode_jpeg(self, i: int, blob: np.ndarray, channels: int, strict: bool) -> np.ndarray:
         colorspace = "GRAY" if channels == 1 else "RGB"
@@ -148,22 +166,37 @@ class Reader:
             elif kind in ("int", "float"):
                 record[name] = row[f"{name}.value"].item()
             else:
-                raw = self.blob(i, name).tobytes()
-                record[name] = (raw if kind == "bytes" else raw.decode("utf-8") if kind == "str"
-                                else json.loads(raw))
+                record[name] = self._read_blob_field(i, name, kind)
         return record
 
+    def _read_blob_field(self, i: int, name: str, kind: str):
+        raw = self.blob(i, name).tobytes()
+        if kind == "bytes":
+            return raw
+        try:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
+            return raw.decode("utf-8") if kind == "str" else json.loads(raw)
+        except ValueError as err:
+            raise RecordError(f"{self.path}: record {i}: field {name!r}: {err}") from None
+
     def verify(self, i: int) -> None:
-        """Raise RecordError unless every field of record i checks out and decodes strictly."""
+        """Raise RecordError unless every field of record i matches its checksum and decodes
+        strictly (see `unchecked_fields` for the fields of version 1 files that have none)."""
         for name, kind in self.fields.items():
             if kind == "image":
                 self.read_image(i, name, verify=True)
-            elif kind in ("str", "json"):
-                raw = self.blob(i, name).tobytes()
-                try:
-                    json.loads(raw) if kind == "json" else raw.decode("utf-8")
-                except ValueError as err:
-                    raise RecordError(f"{self.path}: record {i}: field {name!r}: {err}") from None
+            elif kind in ("bytes", "str", "json"):
+                self._check_crc(i, name, self.blob(i, name))
+                self._read_blob_field(i, name, kind)
+
+
+def jpeg_size(blob, where: str, error=RecordError) -> tuple[int, int]:
+    """(height, width) from a JPEG's header alone (microseconds, nothing decoded); `error`
+    naming `where` when libjpeg-turbo cannot parse the header."""
+    try:
+        h, w, _, _ = simplejpeg.decode_jpeg_header(blob)
+    except ValueError as err:
+        raise error(f"{where}: corrupt JPEG header: {err}") from None
+    return h, w
 
 
 def open_dataset(path) -> Reader:

@@ -12,7 +12,6 @@ import json
 import multiprocessing
 import os
 import secrets
-import signal
 import sys
 import time
 import zlib
@@ -26,6 +25,7 @@ from jessl.data.encode import EncodeOptions, ImageError, encode_image
 from jessl.data.format import (HEADER_SIZE, INDEX_ALIGN, VERSION, Header, check_schema,
                                index_dtype)
 from jessl.data.sources import DatasetSource, open_source
+from jessl.runtime import quiet_worker_signals
 
 ON_ERROR = ("fail", "skip")
 
@@ -70,12 +70,15 @@ def write_source(source, out, options: EncodeOptions, *, workers=None, on_error=
     result = WriteResult(out, 0)
     start = time.perf_counter()
     rows = []
+    classes = getattr(source, "classes", None)
     with AtomicFile(out, overwrite) as f, _encoded(source, options, workers) as records:
         f.write(b"\0" * HEADER_SIZE)  # the real header goes in last, once sizes are known
         data_size = 0
         bar = _progress(len(source), progress, out)
         for i, name, record, error in records:
             bar.update(1)
+            if error is None:
+                error = _label_error(record[2], classes)
             if error is not None:
                 if on_error == "fail":
                     raise ConversionError(f"{_source_name(source)}: record {i} ({name}): "
@@ -92,7 +95,7 @@ def write_source(source, out, options: EncodeOptions, *, workers=None, on_error=
             for spec in schema[1:]:
                 if spec["name"] in blobs:
                     blob = blobs[spec["name"]]
-                    row += [data_size, len(blob)]
+                    row += [data_size, len(blob), zlib.crc32(blob)]
                     f.write(blob)
                     data_size += len(blob)
                 else:
@@ -104,12 +107,20 @@ def write_source(source, out, options: EncodeOptions, *, workers=None, on_error=
                                   f"({len(result.skipped)} skipped)")
         result.records = len(rows)
         result.seconds = time.perf_counter() - start
-        meta = {"schema": schema, "classes": getattr(source, "classes", None),
+        meta = {"schema": schema, "classes": classes,
                 "params": _params(source, options, workers, on_error, result)}
         _write_tables(f, data_size, meta, np.array(rows, dtype=index_dtype(schema)))
         f.commit()
     result.report = _write_report(out, result, on_error)
     return result
+
+
+def _label_error(scalars: dict, classes) -> str | None:
+    """The reader refuses a label outside the file's classes: so does the writer, by record."""
+    label = scalars.get("label")
+    if classes is None or label is None or 0 <= label < len(classes):
+        return None
+    return f"label {label} is outside the {len(classes)} classes 0..{len(classes) - 1}"
 
 
 def _nbytes(data) -> int:
@@ -183,8 +194,7 @@ _WORKER = {}  # the source and options of this worker process, set once by _init
 def _init_worker(source, options) -> None:
     import cv2
     cv2.setNumThreads(1)  # one process per core already: OpenCV's own threads would oversubscribe
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    quiet_worker_signals()
     _WORKER.update(source=source, options=options)
 
 
