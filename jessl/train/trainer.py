@@ -153,9 +153,12 @@ def train(cfg: RunConfig) -> dict:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
     start_epoch = step // steps_per_epoch
     stop_epoch = t.stop_after or t.epochs
-    embeddings: list[torch.Tensor] = []  # the newest rankme_samples embeddings, for RankMe
+    embeddings: list[torch.Tensor] = []  # this epoch's newest rankme_samples embeddings
     result = {}
     for epoch in range(start_epoch, stop_epoch):
+        # RankMe is of the last epoch's embeddings only (its help says so), and only then is
+        # a resumed run's value the uninterrupted one: the buffer is not in the checkpoint
+        embeddings.clear()
         model.train()
         loader.set_size(sizes[epoch])
         loader.set_magnitude(magnitudes[epoch])

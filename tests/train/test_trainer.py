@@ -80,18 +80,18 @@ def test_schedule_arrays_drive_the_optimizer(full_run):
 
 
 @pytest.mark.parametrize("method", ["simclr", "byol"])
-def test_resume_continues_exactly(full_run, tiny_files, tmp_path, method):
-    """2 epochs straight vs 1 epoch, stop, resume for the 2nd: identical epoch-2 losses."""
+def test_resume_continues_exactly(tiny_files, tmp_path, method):
+    """2 epochs straight vs 1 epoch, stop, resume for the 2nd: identical epoch-2 losses.
+
+    The reference runs here, just before the split run, not in a fixture: float64 torch work
+    of other tests in between changed the epoch-2 losses by 7e-4 (issue 15)."""
     train_file, val_file = tiny_files
     extra = {"method.name": method, "eval.knn": False}
     if method == "byol":
         extra["method.predictor_hidden"] = "32"
-    if method == "simclr":
-        reference = records(full_run[1], "step")
-    else:
-        ref_out = tmp_path / "full"
-        train(load_config(None, tiny_overrides(train_file, val_file, ref_out, extra)))
-        reference = records(ref_out, "step")
+    ref_out = tmp_path / "full"
+    train(load_config(None, tiny_overrides(train_file, val_file, ref_out, extra)))
+    reference = records(ref_out, "step")
     out = tmp_path / "split"
     first = train(load_config(None, tiny_overrides(train_file, val_file, out,
                                                    {**extra, "train.stop_after": 1})))
