@@ -141,13 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _convert(args) -> int:
     from jessl.data import convert
+    new_folder = not Path(args.out).parent.exists()  # made by convert, removed if it fails
     result = convert(args.src, args.out, format=args.format, quality=args.quality,
                      max_side=args.max_side, max_pixels=args.max_pixels,
                      verify_jpeg=args.verify_jpeg, workers=args.workers,
                      on_error=args.on_error, overwrite=args.overwrite,
                      progress=not args.quiet)
     print(f"wrote {result.path}: {result.records:,} records in {result.seconds:.1f} s "
-          f"({result.images_per_s:,.0f} images/s)")
+          f"({result.images_per_s:,.0f} images/s)"
+          + (f"; created the folder {result.path.parent}" if new_folder else ""))
     if result.skipped:
         print(f"skipped {len(result.skipped)} image(s), e.g. {result.skipped[0]['name']}: "
               f"{result.skipped[0]['reason']}")

@@ -23,16 +23,20 @@ def write_atomic(path, write: Callable[[str], None], durable: bool = False) -> P
     mkstemp's 0600, which would hide checkpoints and reports from the rest of a group on a
     shared cluster; O_EXCL and a random name keep two writers apart."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    created = make_folders(path.parent)
     tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
-        write(tmp)
-        if durable:
-            _fsync(tmp)
-        os.replace(tmp, path)
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        try:
+            write(tmp)
+            if durable:
+                _fsync(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        remove_empty_folders(created)
         raise
     if durable:
         try:  # the rename is durable only once the folder entry is on disk
@@ -48,3 +52,26 @@ def _fsync(path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_folders(folder) -> list[Path]:
+    """`mkdir -p folder`; returns the folders it created, outermost first, so that a write that
+    fails can take them away again (`remove_empty_folders`) instead of leaving empty ones."""
+    folder = Path(folder)
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    missing.reverse()
+    for f in missing:
+        f.mkdir(exist_ok=True)
+    return missing
+
+
+def remove_empty_folders(created: list[Path]) -> None:
+    """Undo `make_folders`, innermost first, keeping any folder something else wrote into."""
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another writer used it) or already gone
+            return

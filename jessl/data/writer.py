@@ -25,6 +25,7 @@ from jessl.data.encode import EncodeOptions, ImageError, encode_image
 from jessl.data.format import (HEADER_SIZE, INDEX_ALIGN, VERSION, Header, check_schema,
                                index_dtype)
 from jessl.data.sources import DatasetSource, open_source
+from jessl.files import make_folders, remove_empty_folders
 from jessl.runtime import quiet_worker_signals
 
 ON_ERROR = ("fail", "skip")
@@ -286,10 +287,15 @@ class AtomicFile:
             raise FileExistsError(f"{self.path} exists; pass --overwrite to replace it")
         self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
         self.file = None
+        self.created, self.committed = [], False
 
     def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.tmp, "xb")
+        self.created = make_folders(self.path.parent)  # taken away again if the write fails
+        try:
+            self.file = open(self.tmp, "xb")
+        except BaseException:
+            remove_empty_folders(self.created)
+            raise
         return self
 
     def write(self, data) -> None:
@@ -315,12 +321,15 @@ class AtomicFile:
                     raise FileExistsError(f"{self.path} exists; pass --overwrite") from None
                 os.replace(self.tmp, self.path)
             self.tmp.unlink(missing_ok=True)
+        self.committed = True
         _fsync_dir(self.path.parent)
 
     def __exit__(self, *exc):
         if self.file is not None and not self.file.closed:
             self.file.close()
         self.tmp.unlink(missing_ok=True)
+        if not self.committed:
+            remove_empty_folders(self.created)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -227,8 +227,7 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     cache = cache_root(args.cache_dir)
     roots = data_roots(args.data_root)
-    datasets = _datasets(args, roots, cache, say)
-    model = _model(args, datasets[0], say)
+    # every cheap check first: a dataset may take minutes to convert (issue 15)
     settings = _settings(args, cache)
     from jessl.runtime import check_device, resolve_device
     try:
@@ -236,6 +235,9 @@ def run(args) -> int:
     except ValueError as err:
         raise EvalError(str(err)) from None
     settings.device = str(resolve_device(args.device))
+    _check_network(args)
+    datasets = _datasets(args, roots, cache, say)
+    model = _model(args, datasets[0], say)
     start = time.perf_counter()
     if args.probe == "suite":
         return _run_suite(args, model, datasets, settings, say, start)
@@ -291,6 +293,34 @@ def _datasets(args, roots, cache, say) -> list:
         raise EvalError(f"two datasets share a name in {', '.join(names)}: write NAME=TRAIN:TEST")
     return [load_data(name, entry, roots=roots, cache=cache, seed=args.seed,
                       train_per_class=args.train_per_class, say=say) for name, entry in entries]
+
+
+def _check_network(args) -> None:
+    """The network's source exists, loads and names a known backbone: checked before any
+    dataset is converted or read."""
+    from jessl.eval.models import check_arch, checkpoint_file
+    if args.checkpoint:
+        if args.backbone:
+            raise EvalError("--backbone is read from the checkpoint's config; drop it")
+        _check_loads(checkpoint_file(args.checkpoint))
+        return
+    check_arch(args.backbone)
+    if args.weights:
+        if not Path(args.weights).is_file():
+            raise EvalError(f"weights file {args.weights} does not exist")
+        _check_loads(Path(args.weights))
+
+
+def _check_loads(file: Path) -> None:
+    """torch can open `file` (memory-mapped: nothing is read that is not needed)."""
+    import torch
+    try:
+        torch.load(file, map_location="cpu", mmap=True, weights_only=False)
+    except Exception:  # not a torch file, truncated, or in torch's legacy format: load it
+        try:
+            torch.load(file, map_location="cpu", weights_only=False)
+        except Exception as err:
+            raise EvalError(f"{file} is not a file torch can read: {err}") from None
 
 
 def _model(args, data, say):

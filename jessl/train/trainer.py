@@ -50,10 +50,7 @@ def train(cfg: RunConfig) -> dict:
     from jessl.eval.features import extract_features, small_images
     small = small_images(cfg.data.train)
     views = cfg.views_preset()
-    loader = Loader(cfg.data.train, cfg.data.batch_size // world, views, order=cfg.data.order,
-                    seed=t.seed, drop_last=True, num_threads=cfg.data.threads or None,
-                    rank=distributed.rank(), world_size=world, prefetch=cfg.data.prefetch,
-                    channels_last=t.channels_last)
+    loader = build_loader(cfg, Loader, views, world)
     steps_per_epoch = len(loader)
     total_steps = t.epochs * steps_per_epoch
     sizes, magnitudes = view_schedule(cfg, loader)
@@ -112,7 +109,7 @@ def train(cfg: RunConfig) -> dict:
         probe = OnlineProbe(probe_dims(backbone.feature_dim, blocks), num_classes, cfg.probe.lr,
                             cfg.probe.momentum, cfg.probe.weight_decay).to(device)
     elif cfg.probe.enabled:
-        say("probe: off, the train file has no labels")
+        say(f"probe: off, the train file has {'one class' if num_classes else 'no labels'}")
     if probe is not None and distributed.is_distributed():
         # the probe trains outside DDP: average its gradients too, so every rank holds the
         # probe that rank 0 checkpoints (and, with sync_bn, the single-process probe)
@@ -294,6 +291,29 @@ def setup_process(cfg: RunConfig, say=print) -> int:
         f"precision {t.precision}, rank {distributed.rank()} of {distributed.world_size()}, "
         f"malloc keeps freed memory: {malloc}")
     return threads
+
+
+def build_loader(cfg: RunConfig, Loader, views, world: int):
+    """The training loader, after the checks that a run can learn at all; a run that cannot
+    stops here with a ConfigError, before it writes anything (issue 15: SimCLR on one image or
+    with batch size 1 ran to the end with a loss of exactly 0.0, learning nothing)."""
+    from jessl.config import ConfigError
+    from jessl.data.reader import Reader
+    with Reader(cfg.data.train) as reader:
+        images = len(reader)
+    if images < 2 or cfg.data.batch_size < 2:
+        what = f"{images} image" if images < 2 else f"data.batch_size {cfg.data.batch_size}"
+        raise ConfigError(f"{what}: a batch of one image leaves a method nothing to compare it "
+                          f"with (no negatives, no batch statistics), so it cannot learn; "
+                          f"train on at least 2 images a batch")
+    try:
+        return Loader(cfg.data.train, cfg.data.batch_size // world, views,
+                      order=cfg.data.order, seed=cfg.train.seed, drop_last=True,
+                      num_threads=cfg.data.threads or None, rank=distributed.rank(),
+                      world_size=world, prefetch=cfg.data.prefetch,
+                      channels_last=cfg.train.channels_last)
+    except ValueError as err:  # too few images for one batch, a bad order name ...
+        raise ConfigError(str(err)) from None
 
 
 def pick_device(name: str) -> torch.device:
