@@ -168,3 +168,44 @@ def test_bytes_that_belong_to_no_record_are_reported(named_file, tmp_path):
     assert len(failures) == 1 and failures[0]["record"] is None
     assert "belong to no record" in failures[0]["error"]
     json.dumps(failures)
+
+
+def test_exact_mode_gives_torchvisions_crops(tmp_path):
+    """Loader(exact=True) decodes at full size: each crop + flip view is torchvision v2's
+    (Pillow decode, F.resized_crop antialias, F.horizontal_flip) within EXACT_BOUND levels;
+    the default DCT-scaled decode of these sharp-edged images is much further off."""
+    import io
+
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as F
+
+    from jessl.data import sampler as S
+    from jessl.data.loader import EXACT_BOUND, Loader
+    from jessl.data.views import View
+    from tests.data.helpers import encode
+    rng = np.random.default_rng(0)
+    blocks = [rng.integers(0, 256, (24, 30, 3), dtype=np.uint8) for _ in range(6)]
+    images = [np.kron(b, np.ones((8, 8, 1), np.uint8)) for b in blocks]  # 192x240, sharp edges
+    path = tmp_path / "sharp.jessl"
+    convert([(encode(im, "JPEG", quality=95), 0) for im in images], path, workers=1,
+            progress=False)
+    view = View(size=32, flip_p=0.5)
+    worst = {}
+    for exact in (False, True):
+        loader = Loader(path, 6, [view], order="sequential", output="uint8", num_threads=1,
+                        exact=exact)
+        batch = next(iter(loader))
+        records = batch.indices.numpy()
+        ints, _ = S.sample_chunk(0, 0, records, np.full(6, 192), np.full(6, 240),
+                                 S.view_configs([view]))
+        worst[exact] = 0
+        for j, record in enumerate(records):
+            p = ints[j, 0]
+            jpeg = loader.reader.blob(int(record)).tobytes()
+            ref = F.resized_crop(F.pil_to_tensor(Image.open(io.BytesIO(jpeg)).convert("RGB")),
+                                 *(int(v) for v in p[:4]), [32, 32], antialias=True)
+            ref = F.horizontal_flip(ref) if p[S.I_FLIP] else ref
+            diff = np.abs(batch.views[0][j].numpy().astype(int) - ref.numpy().astype(int))
+            worst[exact] = max(worst[exact], int(diff.max()))
+    assert worst[True] <= EXACT_BOUND
+    assert worst[False] > 10 * EXACT_BOUND, worst  # the mode matters on such images
