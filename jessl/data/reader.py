@@ -40,6 +40,8 @@ class Reader:
                 self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except FileNotFoundError:
             raise FileNotFoundError(f"{self.path}: no such dataset file") from None
+        except IsADirectoryError:
+            raise FormatError(f"{self.path}: a folder, not a dataset file") from None
         self.file_size = size
         self.header = parse_header(self._map, self.path, size)
         self.meta = parse_meta(self._map, self.header, self.path)
