@@ -30,6 +30,20 @@ def test_eval_checks_the_checkpoint_before_converting_a_dataset(tmp_path, capsys
         assert not cache.exists() or not any(cache.rglob("*.jessl")), "converted first"
 
 
+def test_eval_finds_every_dataset_file_before_converting_one(tmp_path, capsys):
+    from jessl.eval.command import main
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x=np.stack([natural_like(8, 8, seed=k) for k in range(4)]),
+             y=np.arange(4) % 2)
+    cache = tmp_path / "cache"
+    code = main(["suite", "--random-init", "--backbone", "small_cnn", "--datasets",
+                 f"a={npz}:{npz},b={tmp_path / 'missing.jessl'}:{npz}", "--out",
+                 str(tmp_path / "report"), "--cache-dir", str(cache)])
+    assert code == 1 and "missing.jessl does not exist" in capsys.readouterr().err
+    assert not cache.exists() or not any(cache.rglob("*.jessl")), "converted first"
+    assert not (tmp_path / "report").exists()
+
+
 @pytest.fixture(scope="module")
 def one_image(tmp_path_factory):
     folder = tmp_path_factory.mktemp("degenerate")

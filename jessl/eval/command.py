@@ -270,7 +270,8 @@ def run(args) -> int:
 
 
 def _datasets(args, roots, cache, say) -> list:
-    from jessl.eval.datasets import DatasetEntry, load_data, parse_dataset, parse_datasets
+    from jessl.eval.datasets import (DatasetEntry, load_data, locate_file, parse_dataset,
+                                     parse_datasets)
     if args.probe == "suite":
         entries = parse_datasets(args.datasets, args.split_per_class)
     elif args.dataset:
@@ -291,6 +292,12 @@ def _datasets(args, roots, cache, say) -> list:
     names = [n for n, _ in entries]
     if len(set(names)) != len(names):
         raise EvalError(f"two datasets share a name in {', '.join(names)}: write NAME=TRAIN:TEST")
+    if args.train_per_class is not None and args.train_per_class < 1:
+        raise EvalError(f"--train-per-class must be >= 1, got {args.train_per_class}")
+    for _, entry in entries:  # every file found before the first .npz is converted
+        for ref in (entry.train, entry.test):
+            if ref is not None:
+                locate_file(ref, roots, cache)
     return [load_data(name, entry, roots=roots, cache=cache, seed=args.seed,
                       train_per_class=args.train_per_class, say=say) for name, entry in entries]
 

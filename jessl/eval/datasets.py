@@ -121,6 +121,13 @@ def resolve_file(ref: str, roots: list[Path], cache: Path, say=print) -> Path:
     .jessl`, `<root>/<stem>.npz`. An .npz is converted to `<cache>/data/<stem>.jessl` (again
     only when the .npz is newer than that copy). Missing everywhere: EvalError naming the places.
     """
+    found = locate_file(ref, roots, cache)
+    return convert_once(found, cache, say) if found.suffix == ".npz" else found
+
+
+def locate_file(ref: str, roots: list[Path], cache: Path) -> Path:
+    """`resolve_file` without the conversion: the .jessl or .npz file `ref` names (cheap, so
+    every dataset can be checked before the first is converted)."""
     path = Path(ref).expanduser()
     candidates = [path] if path.suffix in SUFFIXES or path.parent != Path(".") else []
     if not candidates:
@@ -130,7 +137,7 @@ def resolve_file(ref: str, roots: list[Path], cache: Path, say=print) -> Path:
                 candidates.append(cache / "data" / f"{ref}.jessl")
     for c in candidates:
         if c.is_file():
-            return convert_once(c, cache, say) if c.suffix == ".npz" else c
+            return c
     if path.suffix in SUFFIXES or path.parent != Path("."):
         raise EvalError(f"dataset file {ref} does not exist")
     raise EvalError(f"dataset {ref!r}: neither {ref}.jessl nor {ref}.npz in "
