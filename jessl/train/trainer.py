@@ -379,6 +379,9 @@ def final_evaluation(cfg: RunConfig, backbone: nn.Module, cifar_stem: bool, embe
     e, out = cfg.eval, {}
     if e.rankme and embeddings:
         out["rankme"] = rankme(torch.cat(embeddings))
+    elif e.rankme:  # checkpoints do not hold the embeddings (up to 25,600 x D floats)
+        say("rankme: not computed, the run resumed after its last epoch's checkpoint, so "
+            "that epoch's embeddings are gone")
     if not (e.knn and cfg.data.val):
         return out
     cache = Path(cfg.train.out) / "features" if e.cache else None

@@ -81,3 +81,20 @@ def test_kill_9_then_resume_auto_ends_as_the_uninterrupted_run(tiny_files, tmp_p
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
     assert str(a["optimizer"]) == str(b["optimizer"])
+
+
+def test_resumed_after_the_last_checkpoint_says_rankme_is_gone(tiny_files, tmp_path, capsys):
+    """Killed between the last checkpoint and the final metrics: the resumed run computes kNN
+    but cannot have RankMe (the last epoch's embeddings are not checkpointed), and says so."""
+    from jessl.config import load_config
+    from jessl.train.trainer import train
+    train_file, val_file = tiny_files
+    out = tmp_path / "run"
+    fields = {"train.epochs": 1, "eval.baseline": False}
+    full = train(load_config(None, tiny_overrides(train_file, val_file, out, fields)))
+    assert "rankme" in full
+    capsys.readouterr()
+    again = train(load_config(None, tiny_overrides(train_file, val_file, out,
+                                                   {**fields, "train.resume": "auto"})))
+    assert "rankme" not in again and again["knn_top1"] == full["knn_top1"]
+    assert "rankme: not computed, the run resumed after its last epoch" in capsys.readouterr().out
