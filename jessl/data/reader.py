@@ -92,7 +92,8 @@ class Reader:
     @property
     def labels(self) -> np.ndarray | None:
         """(N,) int64 labels, or None for an unlabeled file."""
-        return np.asarray(self.index["label.value"]) if "label" in self.fields else None
+        labeled = self.fields.get("label") == "int"  # a label of another type is no class
+        return np.asarray(self.index["label.value"]) if labeled else None
 
     def image_shapes(self, field: str = "image") -> np.ndarray:
         """(N, 3) height, width, channels of every image, straight from the index."""
@@ -175,9 +176,9 @@ class Reader:
         raw = self.blob(i, name).tobytes()
         if kind == "bytes":
             return raw
-        try:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
+        try:  # UnicodeDecodeError and JSONDecodeError are ValueErrors; "[[[[..." recurses
             return raw.decode("utf-8") if kind == "str" else json.loads(raw)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             raise RecordError(f"{self.path}: record {i}: field {name!r}: {err}") from None
 
     def verify(self, i: int) -> None:

@@ -89,6 +89,20 @@ def test_invalid_utf8_is_a_record_error_naming_file_and_record(named_file, tmp_p
         ds.read(0)
 
 
+def test_a_json_field_nested_too_deep_is_a_record_error(tmp_path):
+    path = tmp_path / "deep.jessl"
+    convert([(natural_like(4, 4), 0, {"info": {"k": "x" * 5000}})], path, workers=1,
+            progress=False)
+    data = path.read_bytes()
+    with Reader(path) as ds:
+        at, n = ds.header.data_offset + int(ds.index["info.offset"][0]), len(ds.blob(0, "info"))
+    deep = tmp_path / "deeper.jessl"  # the same length, all "[": json recurses past the limit
+    deep.write_bytes(data[:at] + b"[" * n + data[at + n:])
+    with Reader(deep) as ds:
+        with pytest.raises(RecordError, match="record 0: field 'info'"):
+            ds.read(0)
+
+
 def test_labels_outside_the_classes_are_refused(named_file, tmp_path):
     data = named_file.read_bytes()
     for label in (2**31, 3, -1):
