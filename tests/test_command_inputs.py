@@ -67,6 +67,16 @@ def test_a_run_that_cannot_learn_stops_before_writing(one_image, tmp_path, capsy
     assert not out.exists()
 
 
+def test_a_corrupt_val_file_stops_train_before_the_first_epoch(one_image, tmp_path, capsys):
+    from jessl.train.command import main
+    bad = tmp_path / "val.jessl"
+    bad.write_bytes(b"JESSL\0\r\n" + b"\0" * 200)
+    out = tmp_path / "run"
+    assert main(tiny_overrides(one_image[1], bad, out, {"data.batch_size": 4})) == 1
+    assert "val.jessl: header checksum mismatch" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_a_one_class_file_is_called_so(one_image, tmp_path, capsys):
     from jessl.train.command import main
     out = tmp_path / "run"

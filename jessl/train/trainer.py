@@ -299,6 +299,8 @@ def build_loader(cfg: RunConfig, Loader, views, world: int):
     with batch size 1 ran to the end with a loss of exactly 0.0, learning nothing)."""
     from jessl.config import ConfigError
     from jessl.data.reader import Reader
+    if cfg.data.val:  # opened (and validated) now, not after the first epoch
+        Reader(cfg.data.val).close()
     with Reader(cfg.data.train) as reader:
         images = len(reader)
     if images < 2 or cfg.data.batch_size < 2:
