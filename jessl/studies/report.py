@@ -12,7 +12,7 @@ rebuilt at any time, also while a sweep is still running. The metrics:
     rankme  RankMe of the last embeddings (`rankme`, Garrido et al. 2023)
 
 Cost: training minutes (the summed epoch times: steps and data, no evaluation), wall minutes
-(from the first epoch's start to the last record), and `flops` / `wall_s` where the trainer logs
+(from the first epoch's start to the final record: per-epoch probes and the final kNN count), and `flops` / `wall_s` where the trainer logs
 them (older runs lack both; their columns are left out).
 """
 
@@ -82,10 +82,13 @@ def run_row(run_dir: Path, metric: str, status: str | None = None) -> dict:
         value = (final or {}).get(key, last_epoch.get(key) if metric == "online" else None)
         baseline = (final or {}).get(base_key) if base_key else None
     cost = final if final else last_epoch  # flops / wall_s: totals, or so far
+    wall = last.get("wall_min")
+    if wall is not None and "time" in (final or {}):  # the final kNN and RankMe count too
+        wall += (final["time"] - last_epoch["time"]) / 60
     return {"run": run_dir.name, "path": str(run_dir),
             "status": status or run_status(run_dir), "value": _number(value),
             "random_init": _number(baseline), "epochs": last.get("epoch"),
-            "train_min": last.get("train_min"), "wall_min": last.get("wall_min"),
+            "train_min": last.get("train_min"), "wall_min": wall,
             "flops": _number(cost.get("flops")), "wall_s": _number(cost.get("wall_s"))}
 
 
@@ -219,8 +222,15 @@ def write_json(result: dict, path) -> Path:
 # --- the figure ---------------------------------------------------------------------------
 
 def plot(result: dict, path) -> Path:
+    """`figure(result)` as a PNG, written to a temporary file and renamed."""
+    fig = figure(result)
+    return write_atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+
+
+def figure(result: dict):
     """A heatmap of the mean metric over (x, y), or mean +- std over x with one line per
-    setting of the other keys; the random-init baseline marked. PNG, written atomically."""
+    setting of the other keys; the random-init baseline marked (a dashed line, or the
+    heatmap's title). Figure + Agg canvas, not pyplot: no global backend, no open figures."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     x, y = result["x"], result["y"]
@@ -235,7 +245,7 @@ def plot(result: dict, path) -> Path:
     else:
         _lines(ax, result, x)
     fig.tight_layout()
-    return write_atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    return fig
 
 
 def _axis(values: list) -> list:
@@ -267,6 +277,9 @@ def _lines(ax, result: dict, x: str) -> None:
         xs = [g["config"][x] for gs in lines.values() for g in gs]
         if min(xs) > 0 and max(xs) / min(xs) >= 8:  # lr and batch grids are geometric
             ax.set_xscale("log")
+            ax.minorticks_off()
+        ticks = _axis(xs)
+        ax.set_xticks(ticks, [value_text(v) for v in ticks])
     if result["random_init"] is not None:
         ax.axhline(result["random_init"], color="0.5", linestyle="--",
                    label=f"random init ({result['random_init']:.1f})")
