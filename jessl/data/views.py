@@ -103,9 +103,10 @@ def _byol(size, blur, mean, std):
 
 
 def _crop_grey(size, blur, mean, std):
-    # FFCV-SSL (Bordes et al. 2023): crops + flip + greyscale, the cheap recipe
-    v = View(size=size, grey_p=0.2, mean=mean, std=std)
-    return [v, v]
+    # FFCV-SSL (Bordes et al. 2023) section 3.2: crops + flip, and greyscale "on one branch",
+    # the cheap recipe; the paper gives no probability: SimCLR's 0.2 (appendix A)
+    v = View(size=size, mean=mean, std=std)
+    return [v, replace(v, grey_p=0.2)]
 
 
 def _noise(size, blur, mean, std):
