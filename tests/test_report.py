@@ -35,7 +35,8 @@ def fabricate_run(run_dir, config: dict, knn=None, online=(40.0, 50.0), baseline
         records.append(rec)
     if epochs == total:
         final = {k: v for k, v in records[-1].items() if k not in ("time", "kind")}
-        final.update(knn_top1=knn, knn_top1_random_init=baseline, rankme=12.5)
+        final.update(knn_top1=knn, knn_top1_random_init=baseline, rankme=12.5,
+                     rankme_features=knn and knn / 2)
         records.append({"time": records[-1]["time"] + 3, "kind": "final", **final})
         (run_dir / "results.json").write_text(json.dumps(final))
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -79,6 +80,7 @@ def test_table_has_each_runs_metric_baseline_and_cost(sweep):
         in text
     assert "flops" in text and "2e+12" in text  # shown when any run logs it, "–" elsewhere
     assert "| 0.5 | 64 | 11.90 | 0.71 | 2 |" in text  # mean +- std over the two seeds
+    assert "Highest knn: optim.lr=1.0, data.batch_size=256 (36.10)." in text
     assert "Random init (knn): 20.00." in text
 
 
@@ -95,7 +97,7 @@ def test_online_rankme_and_a_partial_run(sweep):
     assert (whole["status"], whole["value"]) == ("done", 50.0)
     assert "| partial | 2.0 | 3 | partial | 33.00 | – | 1 |" in report.markdown(result)
     assert report.build([sweep.parent / "runs" / "whole"], metric="rankme")["runs"][0]["value"] \
-        == 12.5
+        == 25.0  # the backbone features' RankMe, not the embeddings' (12.5)
 
 
 def test_linear_metric_reads_the_eval_suite_report(sweep):
@@ -111,6 +113,8 @@ def test_linear_metric_reads_the_eval_suite_report(sweep):
     got = {r["run"]: (r["value"], r["random_init"]) for r in result["runs"]}
     assert got[run.name] == (61.5, 31.0)
     assert got["lr=1.0_batch_size=64_seed=0"] == (None, None)  # not evaluated: a gap, no error
+    tiny = report.build([sweep], metric="linear", dataset="tinyimagenet")["runs"]
+    assert [r["value"] for r in tiny if r["run"] == run.name] == [9.0]
 
 
 def test_line_plot_marks_the_random_init_baseline(sweep, tmp_path):

@@ -129,6 +129,8 @@ def report_parser() -> argparse.ArgumentParser:
                    "(default: the study's x)")
     p.add_argument("--y", default=None, metavar="KEY", help="second field: a heatmap of x by y "
                    "(default: the study's y)")
+    p.add_argument("--dataset", default=None, metavar="NAME", help="with --metric linear: the "
+                   "dataset of the suite's report (default: its first)")
     p.add_argument("--plot", default=None, metavar="PNG", help="draw the line plot or heatmap")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
     return p
@@ -138,7 +140,8 @@ def report_main(argv=None) -> int:
     from jessl.studies import report
     args = report_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
-        result = report.build(args.runs, metric=args.metric, x=args.x, y=args.y)
+        result = report.build(args.runs, metric=args.metric, x=args.x, y=args.y,
+                              dataset=args.dataset)
         print(report.markdown(result))
         if args.json:
             report.write_json(result, args.json)

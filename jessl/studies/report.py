@@ -9,7 +9,8 @@ rebuilt at any time, also while a sweep is still running. The metrics:
             (logged when eval.baseline is on, as the recipes do)
     online  the last epoch's online linear probe on the val file (`probe/backbone_val_top1`)
     linear  the offline linear probe's top-1 of `jessl eval suite`; random init: its random-init row
-    rankme  RankMe of the last embeddings (`rankme`, Garrido et al. 2023)
+    rankme  RankMe of the backbone's features of the val file (`rankme_features`: the
+            representation, as Garrido et al. 2023 rank it), else of the last embeddings (`rankme`)
 
 Cost: training minutes (the summed epoch times: steps and data, no evaluation), wall minutes
 (from the first epoch's start to the final record: per-epoch probes and the final kNN count), and `flops` / `wall_s` where the trainer logs
@@ -31,7 +32,7 @@ from jessl.studies.sweep import MANIFEST, RUNTIME_KEYS, read_manifest, run_statu
 from jessl.train.curve import VAL, epoch_rows, final_record, read_metrics
 
 METRIC_KEYS = {"knn": ("knn_top1", "knn_top1_random_init"), "online": (VAL, None),
-               "rankme": ("rankme", None), "linear": ("linear top1", "random-init")}
+               "rankme": ("rankme_features", None), "linear": ("linear top1", "random-init")}
 # never "varied keys" of a report: every run has its own folder, and these do not change results
 _IGNORED = {"train.out", "train.resume"} | {f"{s}.{f}" for s, f in RUNTIME_KEYS}
 
@@ -68,8 +69,10 @@ def flat_config(run_dir: Path) -> dict:
     return {f"{s}.{f}": v for s, sec in d.items() for f, v in (sec or {}).items()}
 
 
-def run_row(run_dir: Path, metric: str, status: str | None = None) -> dict:
-    """One run's final metric, random-init baseline, progress and cost."""
+def run_row(run_dir: Path, metric: str, status: str | None = None,
+            dataset: str | None = None) -> dict:
+    """One run's final metric, random-init baseline, progress and cost (`dataset`: which
+    dataset of eval/report.json the linear metric reads; default its first)."""
     records = read_metrics(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
     final = final_record(records) or _results(run_dir)
     epochs = epoch_rows(records)
@@ -77,9 +80,11 @@ def run_row(run_dir: Path, metric: str, status: str | None = None) -> dict:
     last_epoch = ([r for r in records if r.get("kind") == "epoch"] or [{}])[-1]
     key, base_key = METRIC_KEYS[metric]
     if metric == "linear":
-        value, baseline = _linear(run_dir)
+        value, baseline = _linear(run_dir, dataset)
     else:
         value = (final or {}).get(key, last_epoch.get(key) if metric == "online" else None)
+        if metric == "rankme" and value is None:  # no val file: the embeddings' RankMe
+            value = (final or {}).get("rankme")
         baseline = (final or {}).get(base_key) if base_key else None
     cost = final if final else last_epoch  # flops / wall_s: totals, or so far
     wall = last.get("wall_min")
@@ -97,8 +102,9 @@ def _results(run_dir: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def _linear(run_dir: Path) -> tuple[float | None, float | None]:
-    """(trained, random-init) linear-probe top-1 from RUN/eval/report.json (the first dataset)."""
+def _linear(run_dir: Path, dataset: str | None = None) -> tuple[float | None, float | None]:
+    """(trained, random-init) linear-probe top-1 on `dataset` (default: the first) from
+    RUN/eval/report.json."""
     from jessl.eval.report import BASELINE
     path = run_dir / "eval" / "report.json"
     if not path.is_file():
@@ -107,7 +113,7 @@ def _linear(run_dir: Path) -> tuple[float | None, float | None]:
             if r["probe"] == "linear" and r["metric"] == "top1"]
     if not rows:
         return None, None
-    dataset = rows[0]["dataset"]
+    dataset = dataset or rows[0]["dataset"]
     value = next((r["value"] for r in rows if r["dataset"] == dataset and r["model"] != BASELINE),
                  None)
     base = next((r["value"] for r in rows if r["dataset"] == dataset and r["model"] == BASELINE),
@@ -134,7 +140,8 @@ def varied_keys(configs: list[dict], overrides: list[dict | None]) -> list[str]:
 
 # --- the report ---------------------------------------------------------------------------
 
-def build(paths, metric: str | None = None, x: str | None = None, y: str | None = None) -> dict:
+def build(paths, metric: str | None = None, x: str | None = None, y: str | None = None,
+          dataset: str | None = None) -> dict:
     """Rows for every run under `paths` and their groups over seeds (mean, std, n); metric, x
     and y default to the sweep manifest's (its study file's)."""
     paths = [Path(p) for p in paths]
@@ -153,7 +160,7 @@ def build(paths, metric: str | None = None, x: str | None = None, y: str | None 
             raise ValueError(f"--x/--y {key}: no run's config has this field (section.field)")
     rows = []
     for (run_dir, _, status), config in zip(runs, configs):
-        row = run_row(run_dir, metric, status)
+        row = run_row(run_dir, metric, status, dataset)
         row["config"] = {k: config.get(k) for k in dict.fromkeys([*keys, *(k for k in (x, y) if k)])}
         rows.append(row)
     return {"metric": metric, "key": METRIC_KEYS[metric][0], "keys": keys, "x": x, "y": y,
@@ -209,6 +216,11 @@ def markdown(result: dict) -> str:
         for g in result["groups"]:
             text += "| " + " | ".join([*(value_text(g["config"][k]) for k in gkeys),
                                        _fmt(g["mean"]), _fmt(g["std"]), str(g["n"])]) + " |\n"
+    best = max((g for g in result["groups"] if g["mean"] is not None), key=lambda g: g["mean"],
+               default=None)
+    if best is not None and len(result["groups"]) > 1:
+        setting = ", ".join(f"{k}={value_text(v)}" for k, v in best["config"].items())
+        text += f"\nHighest {metric}: {setting} ({best['mean']:.2f}).\n"
     if result["random_init"] is not None:
         text += f"\nRandom init ({metric}): {result['random_init']:.2f}.\n"
     return text
