@@ -264,3 +264,21 @@ def test_slurm_array_task_preempted_and_requeued(tiny, tmp_path, child_env):
     assert "epoch-0001.pt (epoch 1, step 4)" in log, "the requeued task resumed"
     assert [r["step"] for r in steps(out / "seed=0")] == list(range(1, 9))
     assert [r["step"] for r in steps(out / "seed=1")] == list(range(1, 9))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "docs" / "studies").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_docs_studies_expand_to_configs(path):
+    """Every study file of docs/studies reads, and every point's overrides exist in the config
+    (a typo fails here, not an hour into the study); its plot keys are config fields."""
+    from jessl.config import RunConfig
+    study = load_study(path)
+    points = expand_grid(study.grid, study.seeds)
+    assert 1 <= len(points) <= 12  # <= 60 min on 2 cores, docs/studies.md
+    for point in points:
+        cfg = RunConfig.from_dict(study.config).apply_overrides(study.overrides +
+                                                                point.override_args())
+        for key in (study.x, study.y):
+            if key:
+                cfg.get(key)
+    assert (ROOT / "docs" / "studies.md").read_text().count(f"studies/{path.name}") >= 1
