@@ -55,6 +55,7 @@ def sweep(tmp_path):
                 "y": "data.batch_size",
                 "points": [{"name": p.name, "overrides": {k: str(v) for k, v in p.overrides.items()},
                             "status": "done", "attempts": []} for p in points]}
+    manifest["points"][0]["status"] = "running"  # a stale manifest: the folder says done
     (out / MANIFEST).write_text(json.dumps(manifest))
     return out
 
@@ -68,6 +69,7 @@ def test_table_has_each_runs_metric_baseline_and_cost(sweep):
     r = rows["lr=1.0_batch_size=256_seed=1"]
     assert r["value"] == pytest.approx(10 + 25.6 + 1) and r["random_init"] == 20.0
     assert (r["epochs"], r["train_min"], r["status"]) == (2, 1.0, "done")  # 2 x 30 s
+    assert rows["lr=0.5_batch_size=64_seed=0"]["status"] == "done"
     assert r["wall_min"] == pytest.approx((75 - 6) / 60)  # first epoch's start to the final
     assert r["flops"] is None and rows["lr=1.0_batch_size=64_seed=1"]["flops"] == 2e12
     g = next(g for g in result["groups"] if g["config"] == {"optim.lr": 0.5,

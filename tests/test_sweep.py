@@ -282,3 +282,20 @@ def test_docs_studies_expand_to_configs(path):
             if key:
                 cfg.get(key)
     assert (ROOT / "docs" / "studies.md").read_text().count(f"studies/{path.name}") >= 1
+
+
+def test_a_failed_point_stays_failed_unless_retried(tiny, tmp_path):
+    """A stand-in for `jessl train` that fails (as a diverged run does) at once: the point is
+    recorded failed with the log's error line, skipped by a restart, run by --retry-failed."""
+    out = tmp_path / "sweep"
+    fail = [sys.executable, "-c", "import sys; print('jessl: error: loss is nan'); sys.exit(3)"]
+    study = Study(config=tiny, grid=[("optim.lr", [0.1])])
+    manifest = run_sweep(study, out, command=fail, say=lambda *a: None)
+    point = manifest["points"][0]
+    assert point["status"] == "failed" and point["attempts"][0]["returncode"] == 3
+    assert point["error"] == "exit status 3: jessl: error: loss is nan"
+    assert run_sweep(study, out, resume=True, command=fail,
+                     say=lambda *a: None)["points"][0]["attempts"] == point["attempts"]
+    again = run_sweep(study, out, resume=True, retry_failed=True, command=fail,
+                      say=lambda *a: None)["points"][0]
+    assert len(again["attempts"]) == 2 and again["status"] == "failed"

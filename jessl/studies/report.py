@@ -71,8 +71,9 @@ def flat_config(run_dir: Path) -> dict:
 
 def run_row(run_dir: Path, metric: str, status: str | None = None,
             dataset: str | None = None) -> dict:
-    """One run's final metric, random-init baseline, progress and cost (`dataset`: which
-    dataset of eval/report.json the linear metric reads; default its first)."""
+    """One run's final metric, random-init baseline, progress and cost. `status` is the sweep
+    manifest's: the folder decides done / partial / pending, the manifest adds failed and
+    running. `dataset`: which dataset of eval/report.json the linear metric reads (its first)."""
     records = read_metrics(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
     final = final_record(records) or _results(run_dir)
     epochs = epoch_rows(records)
@@ -90,8 +91,10 @@ def run_row(run_dir: Path, metric: str, status: str | None = None,
     wall = last.get("wall_min")
     if wall is not None and "time" in (final or {}):  # the final kNN and RankMe count too
         wall += (final["time"] - last_epoch["time"]) / 60
-    return {"run": run_dir.name, "path": str(run_dir),
-            "status": status or run_status(run_dir), "value": _number(value),
+    on_disk = run_status(run_dir)
+    if on_disk != "done" and status in ("failed", "running", "submitted"):
+        on_disk = status  # what the sweep knows and the folder cannot say
+    return {"run": run_dir.name, "path": str(run_dir), "status": on_disk, "value": _number(value),
             "random_init": _number(baseline), "epochs": last.get("epoch"),
             "train_min": last.get("train_min"), "wall_min": wall,
             "flops": _number(cost.get("flops")), "wall_s": _number(cost.get("wall_s"))}
