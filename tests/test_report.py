@@ -53,8 +53,9 @@ def sweep(tmp_path):
                       + o["train.seed"], flops=2e12 if o["data.batch_size"] == 64 else None)
     manifest = {"format": FORMAT, "grid": [], "metric": "knn", "x": "optim.lr",
                 "y": "data.batch_size",
-                "points": [{"name": p.name, "overrides": {k: str(v) for k, v in p.overrides.items()},
-                            "status": "done", "attempts": []} for p in points]}
+                "points": [{"name": p.name, "status": "done", "attempts": [],
+                            "overrides": {k: str(v) for k, v in p.overrides.items()}}
+                           for p in points]}
     manifest["points"][0]["status"] = "running"  # a stale manifest: the folder says done
     (out / MANIFEST).write_text(json.dumps(manifest))
     return out

@@ -99,7 +99,7 @@ def test_threads_split_the_cores():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A base config of the smallest real run: 64 + 32 colour images of 16 px, 2 epochs x 4 steps."""
+    """The base config of the smallest real run: 64 + 32 colour images, 2 epochs x 4 steps."""
     folder = tmp_path_factory.mktemp("sweep-data")
     train = write_file(folder / "train.jessl", colour_images(16, seed=0))
     val = write_file(folder / "val.jessl", colour_images(8, seed=1))

@@ -1,4 +1,4 @@
-"""Studies: a grid of runs (`jessl sweep`) and the table and figure they answer with (`jessl report`).
+"""Studies: a grid of runs (`jessl sweep`), and the table and figure they answer (`jessl report`).
 
     grid.py     grid -> points, each named by its overrides
     study.py    a study file: base config, fixed overrides, grid, seeds, metric, plot keys

@@ -109,6 +109,10 @@ def sweep_main(argv=None) -> int:
         print("jessl sweep: interrupted; continue with --resume auto", file=sys.stderr)
         return 130
     statuses = [p["status"] for p in manifest["points"]]
+    if "submitted" in statuses:
+        print(f"sweep: {statuses.count('submitted')} points submitted, "
+              f"{statuses.count('done')} done before; `jessl report {args.out}` follows them")
+        return 0
     print(f"sweep: {statuses.count('done')} of {len(statuses)} points done"
           + (f", {statuses.count('failed')} failed" if "failed" in statuses else "")
           + f"; jessl report {args.out}")

@@ -5,7 +5,7 @@ Each run is read from its folder alone (config.yaml, metrics.jsonl / results.jso
 offline linear probe eval/report.json of `jessl eval suite --out RUN/eval`), so the report can be
 rebuilt at any time, also while a sweep is still running. The metrics:
 
-    knn     final kNN top-1 on the val file (results `knn_top1`); random init: `knn_top1_random_init`
+    knn     final kNN top-1 on the val file (`knn_top1`); random init: `knn_top1_random_init`
             (logged when eval.baseline is on, as the recipes do)
     online  the last epoch's online linear probe on the val file (`probe/backbone_val_top1`)
     linear  the offline linear probe's top-1 of `jessl eval suite`; random init: its random-init row
@@ -13,8 +13,9 @@ rebuilt at any time, also while a sweep is still running. The metrics:
             representation, as Garrido et al. 2023 rank it), else of the last embeddings (`rankme`)
 
 Cost: training minutes (the summed epoch times: steps and data, no evaluation), wall minutes
-(from the first epoch's start to the final record: per-epoch probes and the final kNN count), and `flops` / `wall_s` where the trainer logs
-them (older runs lack both; their columns are left out).
+(from the first epoch's start to the final record: per-epoch probes and the final kNN count),
+and `flops` / `wall_s` where the trainer logs them (older runs lack both; their columns are
+then left out).
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ def build(paths, metric: str | None = None, x: str | None = None, y: str | None 
     rows = []
     for (run_dir, _, status), config in zip(runs, configs):
         row = run_row(run_dir, metric, status, dataset)
-        row["config"] = {k: config.get(k) for k in dict.fromkeys([*keys, *(k for k in (x, y) if k)])}
+        shown = dict.fromkeys([*keys, *(k for k in (x, y) if k)])
+        row["config"] = {k: config.get(k) for k in shown}
         rows.append(row)
     return {"metric": metric, "key": METRIC_KEYS[metric][0], "keys": keys, "x": x, "y": y,
             "random_init": _mean([r["random_init"] for r in rows]),

@@ -8,7 +8,7 @@
       data.batch_size: [64, 256]
       optim.lr: [0.6, 1.2, 2.4]
     seeds: 2                                 # a count (seeds 0..N-1) or a list of seeds
-    metric: knn                              # what `jessl report` shows: knn | linear | online | rankme
+    metric: knn                              # what `jessl report` shows: knn|linear|online|rankme
     x: optim.lr                              # the report's plot: a line over x (per y), or,
     y: data.batch_size                       # with both, a heatmap
     claim: "..."                             # free text (the paper's finding): kept, not read
