@@ -1,4 +1,4 @@
-"""`jessl convert | inspect | train | submit | eval | curve | bench | quickstart`: the command line over the library."""
+"""`jessl convert | inspect | train | submit | eval | curve | sweep | report | bench | quickstart`: the command line over the library."""
 
 from __future__ import annotations
 
@@ -30,6 +30,12 @@ def main(argv=None) -> int:
     if argv[:1] == ["curve"]:
         from jessl.train.curve import main as curve_main
         return curve_main(argv[1:])
+    if argv[:1] == ["sweep"]:
+        from jessl.studies.command import sweep_main
+        return sweep_main(argv[1:])
+    if argv[:1] == ["report"]:
+        from jessl.studies.command import report_main
+        return report_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
@@ -130,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "metrics.jsonl: probe accuracy per epoch against training and wall time, "
                        "optionally plotted (`jessl curve --help`)")
     p.add_argument("options", nargs=argparse.REMAINDER)  # parsed by jessl.train.curve
+
+    p = sub.add_parser("sweep", add_help=False, help="a grid of `jessl train` runs, one folder "
+                       "per point: sequential, N local processes or a SLURM array; a killed "
+                       "sweep resumes (`jessl sweep --help`)")
+    p.add_argument("options", nargs=argparse.REMAINDER)  # parsed by jessl.studies.command
+
+    p = sub.add_parser("report", add_help=False, help="a sweep's or runs' final metric and cost "
+                       "as a table, a line plot or a heatmap (`jessl report --help`)")
+    p.add_argument("options", nargs=argparse.REMAINDER)  # parsed by jessl.studies.command
 
     p = sub.add_parser("quickstart", help="the first run, offline: pretrain a small CNN on the "
                        "digits that ship with scikit-learn and compare its probe and kNN "

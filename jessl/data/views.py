@@ -102,10 +102,17 @@ def _byol(size, blur, mean, std):
             replace(base, blur_p=0.1 if blur else 0.0, solarize_p=0.2)]
 
 
-def _crop_grey(size, blur, mean, std):
-    # FFCV-SSL (Bordes et al. 2023): crops + flip + greyscale, the cheap recipe
-    v = View(size=size, grey_p=0.2, mean=mean, std=std)
+def _crop(size, blur, mean, std):
+    # FFCV-SSL section 3.2 / Figure 6's "crop" arm: random resized crops + flip, nothing else
+    v = View(size=size, mean=mean, std=std)
     return [v, v]
+
+
+def _crop_grey(size, blur, mean, std):
+    # FFCV-SSL (Bordes et al. 2023) section 3.2: crops + flip, and greyscale "on one branch",
+    # the cheap recipe; the paper gives no probability: SimCLR's 0.2 (appendix A)
+    v = _crop(size, blur, mean, std)[0]
+    return [v, replace(v, grey_p=0.2)]
 
 
 def _noise(size, blur, mean, std):
@@ -136,6 +143,7 @@ def _multicrop(size, blur, mean, std, local_size=96, n_local=6):
 PRESETS = {
     "simclr": lambda: _simclr(224, True, IMAGENET_MEAN, IMAGENET_STD),
     "byol": lambda: _byol(224, True, IMAGENET_MEAN, IMAGENET_STD),
+    "crop": lambda: _crop(224, True, IMAGENET_MEAN, IMAGENET_STD),
     "crop_grey": lambda: _crop_grey(224, True, IMAGENET_MEAN, IMAGENET_STD),
     "noise": lambda: _noise(224, True, IMAGENET_MEAN, IMAGENET_STD),
     "instance": lambda: _instance(224, True, IMAGENET_MEAN, IMAGENET_STD),
@@ -143,6 +151,7 @@ PRESETS = {
     # 32 px CIFAR variants: no blur (it destroys 32 px images; SimCLR appendix B.9)
     "simclr_cifar": lambda: _simclr(32, False, CIFAR_MEAN, CIFAR_STD),
     "byol_cifar": lambda: _byol(32, False, CIFAR_MEAN, CIFAR_STD),
+    "crop_cifar": lambda: _crop(32, False, CIFAR_MEAN, CIFAR_STD),
     "crop_grey_cifar": lambda: _crop_grey(32, False, CIFAR_MEAN, CIFAR_STD),
     "noise_cifar": lambda: _noise(32, False, CIFAR_MEAN, CIFAR_STD),
     "instance_cifar": lambda: _instance(32, False, CIFAR_MEAN, CIFAR_STD),

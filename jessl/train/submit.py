@@ -137,6 +137,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="submit `jessl train` to SLURM (submitit), requeued on preemption",
         description=__doc__.split("\n\n")[0] + " Options not listed here are `jessl train`'s.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_slurm_arguments(p)
+    p.set_defaults(run=run)
+    return p
+
+
+def add_slurm_arguments(p) -> None:
+    """One option a SlurmOptions field (`--gpus-per-node`), documented by its comment; `jessl
+    sweep --slurm` takes the same ones."""
     from jessl.train.command import field_docs
     docs = field_docs(SlurmOptions)
     for f in fields(SlurmOptions):
@@ -144,14 +152,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"slurm_{f.name}", type=kind,
                        default=f.default, metavar="N" if kind is int else "NAME",
                        help=f"{docs.get(f.name, '')} (default {f.default!r})".replace("%", "%%"))
-    p.set_defaults(run=run)
-    return p
+
+
+def slurm_options(args) -> SlurmOptions:
+    """The SlurmOptions of parsed `add_slurm_arguments` options."""
+    return SlurmOptions(**{f.name: getattr(args, f"slurm_{f.name}") for f in fields(SlurmOptions)})
 
 
 def run(args, train_argv: list[str]) -> int:
     """The `jessl submit` action: slurm options from args, the run from `jessl train` options."""
     from jessl.train import command
-    opts = SlurmOptions(**{f.name: getattr(args, f"slurm_{f.name}") for f in fields(SlurmOptions)})
+    opts = slurm_options(args)
     parser = argparse.ArgumentParser(prog="jessl submit")
     command.add_parser(parser.add_subparsers(dest="command", required=True))
     train_args = parser.parse_args(["train", *train_argv])

@@ -251,3 +251,14 @@ def test_instance_negative_patch_is_as_noisy_as_the_positives(tmp_path):
     assert spread[0] > 0.2  # noise std 0.1 on [0, 1] pixels, over a CIFAR std of ~0.25
     assert spread[2] == pytest.approx(spread[0], rel=0.15)
     assert spread[1] == pytest.approx(spread[0], rel=0.15)
+
+
+def test_crop_grey_greys_one_branch_only(raw_file):
+    """FFCV-SSL section 3.2: crops on both branches, greyscale on one. In uint8 output a grey
+    view has R == G == B; the colourful test images never do otherwise."""
+    batches = _epoch(Loader(raw_file, 25, "crop_grey_cifar", seed=0, num_threads=1,
+                            output="uint8"))
+    grey = [torch.cat([(v[:, 0] == v[:, 1]).flatten(1).all(1) for v in (b.views[i]
+                                                                       for b in batches)])
+            for i in range(2)]
+    assert not grey[0].any() and 0 < int(grey[1].sum()) < 25  # p = 0.2 of 50 images

@@ -1,0 +1,160 @@
+"""`jessl report` on fabricated run folders: the table's values, costs and seed statistics,
+the offline linear probe's rows, partial runs, and the line plot and heatmap files."""
+
+import json
+import statistics
+
+import pytest
+import yaml
+
+from jessl.studies import report
+from jessl.studies.grid import expand_grid
+from jessl.studies.sweep import FORMAT, MANIFEST
+
+PNG = b"\x89PNG\r\n\x1a\n"
+VAL = "probe/backbone_val_top1"
+
+
+def fabricate_run(run_dir, config: dict, knn=None, online=(40.0, 50.0), baseline=20.0,
+                  epochs=2, total=2, flops=None, seconds=30.0):
+    """A run folder as the trainer leaves it: config.yaml, metrics.jsonl (epoch records, and a
+    final record + results.json once `epochs == total`), no checkpoints needed."""
+    run_dir.mkdir(parents=True)
+    sections = {}
+    for key, value in config.items():
+        section, field = key.split(".")
+        sections.setdefault(section, {})[field] = value
+    sections.setdefault("train", {}).update(out=str(run_dir), epochs=total, threads=1)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(sections))
+    t0, records = 1000.0, []
+    for e in range(1, epochs + 1):
+        rec = {"time": t0 + e * (seconds + 6), "kind": "epoch", "epoch": e, "step": 4 * e,
+               "loss": 5.0 - e, "seconds": seconds, VAL: online[e - 1]}
+        if flops is not None:
+            rec.update(flops=flops * e / total, wall_s=seconds * e)
+        records.append(rec)
+    if epochs == total:
+        final = {k: v for k, v in records[-1].items() if k not in ("time", "kind")}
+        final.update(knn_top1=knn, knn_top1_random_init=baseline, rankme=12.5,
+                     rankme_features=knn and knn / 2)
+        records.append({"time": records[-1]["time"] + 3, "kind": "final", **final})
+        (run_dir / "results.json").write_text(json.dumps(final))
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """A 2 lr x 2 batch x 2 seed sweep; kNN = 10 lr + batch/10 + seed, random init 20."""
+    out = tmp_path / "sweep"
+    points = expand_grid([("optim.lr", [0.5, 1.0]), ("data.batch_size", [64, 256])], seeds=[0, 1])
+    for p in points:
+        o = p.overrides
+        fabricate_run(out / p.name, o, knn=10 * o["optim.lr"] + o["data.batch_size"] / 10
+                      + o["train.seed"], flops=2e12 if o["data.batch_size"] == 64 else None)
+    manifest = {"format": FORMAT, "grid": [], "metric": "knn", "x": "optim.lr",
+                "y": "data.batch_size",
+                "points": [{"name": p.name, "status": "done", "attempts": [],
+                            "overrides": {k: str(v) for k, v in p.overrides.items()}}
+                           for p in points]}
+    manifest["points"][0]["status"] = "running"  # a stale manifest: the folder says done
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    return out
+
+
+def test_table_has_each_runs_metric_baseline_and_cost(sweep):
+    result = report.build([sweep])
+    assert (result["metric"], result["x"], result["y"]) == ("knn", "optim.lr", "data.batch_size")
+    assert result["keys"] == ["optim.lr", "data.batch_size", "train.seed"]
+    rows = {r["run"]: r for r in result["runs"]}
+    assert len(rows) == 8
+    r = rows["lr=1.0_batch_size=256_seed=1"]
+    assert r["value"] == pytest.approx(10 + 25.6 + 1) and r["random_init"] == 20.0
+    assert (r["epochs"], r["train_min"], r["status"]) == (2, 1.0, "done")  # 2 x 30 s
+    assert rows["lr=0.5_batch_size=64_seed=0"]["status"] == "done"
+    assert r["wall_min"] == pytest.approx((75 - 6) / 60)  # first epoch's start to the final
+    assert r["flops"] is None and rows["lr=1.0_batch_size=64_seed=1"]["flops"] == 2e12
+    g = next(g for g in result["groups"] if g["config"] == {"optim.lr": 0.5,
+                                                          "data.batch_size": 64})
+    assert g["n"] == 2 and g["mean"] == pytest.approx(5 + 6.4 + 0.5)
+    assert g["std"] == pytest.approx(statistics.stdev([0, 1]))
+    text = report.markdown(result)
+    assert "| run | optim.lr | data.batch_size | train.seed | status | knn | random init |" in text
+    assert "| lr=1.0_batch_size=256_seed=1 | 1.0 | 256 | 1 | done | 36.60 | 20.00 | 2 | 1.0 |" \
+        in text
+    assert "flops" in text and "2e+12" in text  # shown when any run logs it, "–" elsewhere
+    assert "| 0.5 | 64 | 11.90 | 0.71 | 2 |" in text  # mean +- std over the two seeds
+    assert "Highest knn: optim.lr=1.0, data.batch_size=256 (36.10)." in text
+    assert "Random init (knn): 20.00." in text
+
+
+def test_online_rankme_and_a_partial_run(sweep):
+    fabricate_run(sweep.parent / "runs" / "partial", {"optim.lr": 2.0}, epochs=1, total=3,
+                  online=(33.0,))
+    (sweep.parent / "runs" / "partial" / "checkpoints").mkdir()
+    (sweep.parent / "runs" / "partial" / "checkpoints" / "epoch-0001.pt").write_bytes(b"")
+    fabricate_run(sweep.parent / "runs" / "whole", {"optim.lr": 1.0}, knn=50.0)
+    result = report.build([sweep.parent / "runs"], metric="online")
+    assert result["keys"] == ["optim.lr", "train.epochs"]  # what the plain folders differ in
+    partial, whole = result["runs"]
+    assert (partial["status"], partial["value"], partial["epochs"]) == ("partial", 33.0, 1)
+    assert (whole["status"], whole["value"]) == ("done", 50.0)
+    assert "| partial | 2.0 | 3 | partial | 33.00 | – | 1 |" in report.markdown(result)
+    assert report.build([sweep.parent / "runs" / "whole"], metric="rankme")["runs"][0]["value"] \
+        == 25.0  # the backbone features' RankMe, not the embeddings' (12.5)
+
+
+def test_linear_metric_reads_the_eval_suite_report(sweep):
+    run = sweep / "lr=0.5_batch_size=64_seed=0"
+    rows = [{"model": m, "dataset": d, "probe": p, "metric": "top1", "value": v}
+            for m, d, p, v in [("random-init", "cifar10", "linear", 31.0),
+                               ("ckpt", "cifar10", "linear", 61.5),
+                               ("ckpt", "cifar10", "knn k=20", 55.0),
+                               ("ckpt", "tinyimagenet", "linear", 9.0)]]
+    (run / "eval").mkdir()
+    (run / "eval" / "report.json").write_text(json.dumps({"rows": rows}))
+    result = report.build([sweep], metric="linear")
+    got = {r["run"]: (r["value"], r["random_init"]) for r in result["runs"]}
+    assert got[run.name] == (61.5, 31.0)
+    assert got["lr=1.0_batch_size=64_seed=0"] == (None, None)  # not evaluated: a gap, no error
+    tiny = report.build([sweep], metric="linear", dataset="tinyimagenet")["runs"]
+    assert [r["value"] for r in tiny if r["run"] == run.name] == [9.0]
+
+
+def test_line_plot_marks_the_random_init_baseline(sweep, tmp_path):
+    result = report.build([sweep], y=None)
+    result["y"] = None  # one key: a line per batch size over lr
+    fig = report.figure(result)
+    ax = fig.axes[0]
+    assert sorted(ax.get_legend_handles_labels()[1]) == [
+        "batch_size=256", "batch_size=64", "random init (20.0)"]
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert [list(ln.get_ydata()) for ln in dashed] == [[20.0, 20.0]]
+    path = report.plot(result, tmp_path / "line.png")
+    assert path.read_bytes()[:8] == PNG
+
+
+def test_heatmap_of_two_keys(sweep, tmp_path):
+    result = report.build([sweep])  # x and y from the manifest
+    fig = report.figure(result)
+    image = fig.axes[0].get_images()[0].get_array()
+    assert image.shape == (2, 2)  # rows: batch 64, 256; columns: lr 0.5, 1.0
+    assert image[1, 0] == pytest.approx(5 + 25.6 + 0.5)
+    assert fig.axes[0].get_title() == "random init: 20.0"
+    assert report.plot(result, tmp_path / "heat.png").read_bytes()[:8] == PNG
+    result["keys"].append("model.projector")
+    with pytest.raises(ValueError, match="also differ in model.projector"):
+        report.figure(result)
+
+
+def test_cli_writes_table_json_and_plot(sweep, tmp_path, capsys):
+    from jessl.cli import main
+    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    assert main(["report", str(sweep), "--metric", "knn", "--x", "data.batch_size",
+                 "--json", str(out_json), "--plot", str(out_png)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("| run | optim.lr |") and f"plot: {out_png}" in text
+    data = json.loads(out_json.read_text())
+    assert data["x"] == "data.batch_size" and data["y"] is None and len(data["runs"]) == 8
+    assert out_png.read_bytes()[:8] == PNG
+    assert main(["report", str(tmp_path / "nothing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
