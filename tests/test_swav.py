@@ -244,3 +244,10 @@ def test_checkpoint_resumes_the_queue():
     assert out_a.logs["queue"] == out_b.logs["queue"] == 1.0
     torch.testing.assert_close(out_a.loss, out_b.loss, rtol=0, atol=0)
     torch.testing.assert_close(a.queue, b.queue, rtol=0, atol=0)
+
+
+def test_bad_options_are_clear_errors():
+    with pytest.raises(ValueError, match="queue_length >= 0"):
+        method(queue_length=-1)
+    with pytest.raises(ValueError, match="positive epsilon"):
+        method(epsilon=0.0)

@@ -1,7 +1,6 @@
-"""SwAV (Caron et al. 2020; SSL Cookbook 2.2): online clustering. The two global views get soft
-codes over K prototypes from Sinkhorn-Knopp (an equal partition of the batch, plus a queue of
-recent embeddings when the batch is small), and every other view, the local crops included,
-predicts them (swapped prediction, multi-crop)."""
+"""SwAV (Caron et al. 2020; SSL Cookbook 2.2): online clustering. The 2 global views get soft codes
+over K prototypes from Sinkhorn-Knopp (an equal partition of the batch, and of a queue of recent
+embeddings when the batch is small); every other view, local crops included, predicts them."""
 
 from __future__ import annotations
 
@@ -52,42 +51,41 @@ class SwAV(Method):
     def __init__(self, backbone, projector=None, opts=None, gather=None):
         super().__init__(backbone, projector, opts, gather)
         o = self.opts
+        if o.num_prototypes < 1 or o.queue_length < 0 or min(o.epsilon, o.temperature) <= 0:
+            raise ValueError(f"SwAV needs num_prototypes >= 1, queue_length >= 0 and positive "
+                             f"epsilon and temperature, got {o}")
         spec = self.head_spec(projector)
         dim = heads.parse_dims(spec)[-1]
         self.projector = heads.projector(backbone.feature_dim, spec)
         self.prototypes = nn.Linear(dim, o.num_prototypes, bias=False)  # rows: prototypes c_k
         self.normalize_prototypes()
-        # the last embeddings of each global view, newest at queue_ptr - 1; all ranks hold the
-        # same queue (pushes gather), so rank 0's checkpoint resumes any number of processes
+        # the last embeddings of each global view; every rank holds the same queue (pushes
+        # gather), so rank 0's checkpoint resumes any number of processes
         self.register_buffer("queue", torch.zeros(N_GLOBAL, o.queue_length, dim))  # (2, L, D)
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
-        # whether forward pushes to the queue; after_step turns it on at queue_start
-        self.register_buffer("queue_on", torch.tensor(o.queue_length > 0 and o.queue_start <= 0))
+        on = o.queue_length > 0 and o.queue_start <= 0  # pushes start; after_step sets it later
+        self.register_buffer("queue_on", torch.tensor(on))
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
         """Prototypes back onto the unit sphere, in place (main_swav.py, before every step)."""
         self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
 
-    def queue_full(self) -> bool:
-        """True once every queue row holds an embedding (main_swav.py uses it only then); rows
-        fill in order from 0 and embeddings are unit vectors, so the last row tells."""
+    def queue_full(self) -> bool:  # main_swav.py uses it once full; rows fill from 0, unit
         return self.queue.shape[1] > 0 and bool(self.queue[0, -1].any())
 
     @torch.no_grad()
     def codes(self, scores: torch.Tensor, i: int) -> torch.Tensor:
-        """Sinkhorn codes (B, K) of global view i from its scores (B, K), the queued embeddings
-        joining the equal partition once the queue is full. Under DDP each rank adds every W-th
-        queue row, so the ranks' shares partition the queue and the distributed Sinkhorn gives
-        each rank its rows of the single-process codes."""
-        b = scores.shape[0]
-        if self.queue_full():
-            queue = self.queue[i] if self.gather is None else \
-                self.queue[i, distributed.rank()::distributed.world_size()]  # (L or L/W, D)
-            scores = torch.cat([queue @ self.prototypes.weight.T, scores])
-        all_reduce = distributed.all_reduce_sum if self.gather is not None else None
-        return sinkhorn_knopp(scores.detach(), self.opts.epsilon, self.opts.sinkhorn_iterations,
-                              all_reduce)[-b:]
+        """Sinkhorn codes (B, K) of global view i from its scores (B, K), the full queue joining
+        the partition. Under DDP each rank adds every W-th queue row: the shares partition the
+        queue, and the distributed Sinkhorn gives each rank its rows of the global codes."""
+        queue, all_reduce = self.queue[i], None
+        if self.gather is not None:
+            queue = queue[distributed.rank()::distributed.world_size()]  # (L/W, D)
+            all_reduce = distributed.all_reduce_sum
+        rows = [queue @ self.prototypes.weight.T] if self.queue_full() else []  # queue first
+        return sinkhorn_knopp(torch.cat(rows + [scores.detach()]), self.opts.epsilon,
+                              self.opts.sinkhorn_iterations, all_reduce)[-scores.shape[0]:]
 
     def forward(self, views):
         self.check_views(views)
@@ -112,6 +110,5 @@ class SwAV(Method):
 
     def after_step(self, step, total_steps):
         self.normalize_prototypes()  # the next forward sees unit prototypes, as in main_swav.py
-        o = self.opts
-        if o.queue_length > 0 and step + 1 >= int(round(o.queue_start * total_steps)):
-            self.queue_on.fill_(True)
+        if step + 1 >= int(round(self.opts.queue_start * total_steps)):
+            self.queue_on.fill_(self.opts.queue_length > 0)
