@@ -16,10 +16,11 @@ the averaged parameter gradient is exactly dL/dtheta of the single-process run.
 So: **do not multiply the local loss by world_size**, and do not divide it either. The rule that
 makes this exact is "the mean over ranks of the per-rank losses equals the single-process loss",
 which holds for the global-batch losses above and for per-sample means with equal local batch
-sizes (`neg_cosine`, `instance_info_nce`, MoCo v2's queue loss, `swav_loss`). SwAV couples the
-samples only through its codes, which carry no gradient: `sinkhorn_knopp` sums its statistics
-over ranks (`all_reduce_sum`), so each rank's codes are its rows of the global-batch codes. It also needs all ranks to hold
-the same local batch size, which `torch.distributed.all_gather` requires anyway.
+sizes (`neg_cosine`, `instance_info_nce`, MoCo v2's queue loss, `swav_loss`). It also needs all
+ranks to hold the same local batch size, which `torch.distributed.all_gather` requires anyway.
+SwAV couples the samples only through its codes, which carry no gradient: `sinkhorn_knopp` sums
+its statistics over ranks (`all_reduce_sum`), so each rank's codes are its rows of the
+global-batch codes and its per-sample loss falls under the rule above.
 
 How it goes wrong, and which test catches it:
   * a backward that returns only this rank's slice of its *own* gradient (no sum), or a plain

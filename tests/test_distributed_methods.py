@@ -4,9 +4,9 @@
 Each rank runs the method wrapped in DDP on its half of a global batch, with
 `gather_with_grad` and synchronised batch-norm, as `jessl train` does with `train.sync_bn`.
 Two forward/backward passes with the same weights: the first checks the loss, every parameter
-gradient (after DDP's averaging) and the state the step leaves behind (MoCo's queue, NNCLR's
-support set, DINO's centre, SwAV's queue, batch-norm running statistics); the second checks that the loss
-computed *from* that state still equals the single-process one. In float64, so a mismatch is a
+gradient (after DDP's averaging) and the state the step leaves behind (MoCo's and SwAV's queues,
+NNCLR's support set, DINO's centre, batch-norm running statistics); the second checks that the
+loss computed *from* that state still equals the single-process one. In float64, so a mismatch is a
 bug and not rounding. The same run with per-process batch-norm must differ, which shows the
 check can fail; tests/test_distributed.py checks the gathered losses alone, with the
 1/world_size bug as its failing case.

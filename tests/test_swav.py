@@ -9,7 +9,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import jessl.methods.swav as swav_module
 from jessl import losses as L
