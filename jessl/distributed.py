@@ -16,8 +16,11 @@ the averaged parameter gradient is exactly dL/dtheta of the single-process run.
 So: **do not multiply the local loss by world_size**, and do not divide it either. The rule that
 makes this exact is "the mean over ranks of the per-rank losses equals the single-process loss",
 which holds for the global-batch losses above and for per-sample means with equal local batch
-sizes (`neg_cosine`, `instance_info_nce`, MoCo v2's queue loss). It also needs all ranks to hold
-the same local batch size, which `torch.distributed.all_gather` requires anyway.
+sizes (`neg_cosine`, `instance_info_nce`, MoCo v2's queue loss, `swav_loss`). It also needs all
+ranks to hold the same local batch size, which `torch.distributed.all_gather` requires anyway.
+SwAV couples the samples only through its codes, which carry no gradient: `sinkhorn_knopp` sums
+its statistics over ranks (`all_reduce_sum`), so each rank's codes are its rows of the
+global-batch codes and its per-sample loss falls under the rule above.
 
 How it goes wrong, and which test catches it:
   * a backward that returns only this rank's slice of its *own* gradient (no sum), or a plain
@@ -81,14 +84,23 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+@torch.no_grad()
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """The sum of a tensor over ranks, as a new tensor without a gradient (SwAV's Sinkhorn
+    statistics); `x` itself in one process."""
+    if not is_distributed():
+        return x
+    x = x.detach().clone()
+    dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
+
+
 def mean_over_ranks(x: torch.Tensor) -> torch.Tensor:
     """The mean of a tensor over ranks (no gradient): the loss to log, which for every method
     equals the single-process loss of the global batch (see the module docstring)."""
     if not is_distributed():
         return x
-    x = x.detach().clone()
-    dist.all_reduce(x, op=dist.ReduceOp.SUM)
-    return x / dist.get_world_size()
+    return all_reduce_sum(x) / dist.get_world_size()
 
 
 def average_gradients_before_step(optimizer: torch.optim.Optimizer):

@@ -277,3 +277,64 @@ def instance_info_nce(z_anchor: Tensor, z_positive: Tensor, z_negative: Tensor, 
     loss_a = torch.logsumexp(torch.stack([s_ap, s_an], dim=1), dim=1) - s_ap  # (B,)
     loss_p = torch.logsumexp(torch.stack([s_ap, s_pn], dim=1), dim=1) - s_ap
     return 0.5 * (loss_a.mean() + loss_p.mean())
+
+
+# --- SwAV (Caron et al. 2020): Sinkhorn-Knopp codes, swapped prediction ----------------------
+
+AllReduce = Callable[[Tensor], Tensor]  # a sum over processes (jessl.distributed.all_reduce_sum)
+
+
+@torch.no_grad()
+def sinkhorn_knopp(
+    scores: Tensor,
+    epsilon: float = 0.05,  # SwAV appendix A.1 "for all runs"; main_swav.py --epsilon
+    iterations: int = 3,  # SwAV section 3.1: "only 3 iterations is fast and sufficient"
+    all_reduce: AllReduce | None = None,
+) -> Tensor:
+    """SwAV's codes (Caron et al. 2020, eq. 3-5, algorithm of appendix A.1): the soft assignment
+    of N samples to K prototypes maximising Tr(Q^T C^T Z) + epsilon H(Q) over the transportation
+    polytope (each prototype gets 1/K of the mass, each sample 1/N), found by `iterations`
+    Sinkhorn-Knopp row and column rescalings of exp(scores / epsilon). scores: (N, K) prototype
+    scores z . c of unit vectors; returns (N, K) codes, each row summing to 1.
+
+    With all_reduce, the N rows are this process's share of the samples and the codes equal the
+    single-process codes of all processes' rows: the total, the sample count and the per-prototype
+    sums are summed over processes (main_swav.py's distributed_sinkhorn, SwAV appendix A.1: only
+    these statistics travel, never the features)."""
+    if scores.dtype in (torch.float16, torch.bfloat16):
+        scores = scores.float()
+    # exp((s - 1) / eps) rather than exp(s / eps): the factor e^(-1/eps) cancels in the first
+    # normalisation, and scores of unit vectors are <= 1, so nothing overflows. In place from
+    # here on (a new tensor): 2.5x faster at 4096 x 3000 on 2 cores than fresh tensors per step
+    q = scores.sub(1).div_(epsilon).exp_()  # (N, K); the paper's Q is its transpose
+    stats = torch.stack([q.sum(), q.new_tensor(q.shape[0])])  # total mass, samples
+    if all_reduce is not None:
+        stats = all_reduce(stats)
+    total, n = stats[0], stats[1]
+    k = q.shape[1]
+    q.div_(total)
+    for _ in range(iterations):
+        protos = q.sum(dim=0)  # (K,) each prototype's mass over all samples
+        if all_reduce is not None:
+            protos = all_reduce(protos)
+        q.div_(protos.mul_(k))  # each prototype: 1/K
+        q.div_(q.sum(dim=1, keepdim=True).mul_(n))  # each sample: 1/N (its row is local)
+    return q.div_(q.sum(dim=1, keepdim=True))  # (N, K), rows sum to 1; float32 for half input
+
+
+def swav_loss(
+    logits: Sequence[Tensor],
+    codes: Sequence[Tensor],
+    temperature: float = 0.1,  # tau, SwAV appendix A.1 "for all runs"; main_swav.py --temperature
+) -> Tensor:
+    """SwAV's swapped prediction with multi-crop (Caron et al. 2020, eq. 2 and 6): the code q_i
+    of each global view i is predicted from every other view v, l(z_v, q_i) = -sum_k q_i(k)
+    log softmax(z_v . c / tau)(k), averaged over samples and over those (i, v) pairs, as
+    main_swav.py divides each global view's sum by V - 1 and then by the number of global views.
+    logits: V tensors (B, K) of prototype scores z_v . c, the global views first; codes: G
+    tensors (B, K), the Sinkhorn codes of views 0..G-1, used as fixed targets (detached here).
+    Views G.. (the local crops) only predict; they are never targets."""
+    log_probs = [F.log_softmax(s / temperature, dim=-1) for s in logits]  # (B, K)
+    terms = [-(q.detach() * lp).sum(dim=-1).mean()
+             for i, q in enumerate(codes) for v, lp in enumerate(log_probs) if v != i]
+    return torch.stack(terms).mean()

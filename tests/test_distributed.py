@@ -4,7 +4,8 @@ For each loss, each rank runs DDP on its half of a global batch and the losses g
 `gather_with_grad`; after DDP's gradient averaging, every parameter gradient must equal the
 single-process gradient on the whole batch, and the loss value must equal the single-process one.
 The same run with a gather whose backward skips the all-reduce (lightly's old GatherLayer) must be
-off by exactly 1/world_size, which shows the check can fail.
+off by exactly 1/world_size, which shows the check can fail. SwAV's loss gathers nothing: its
+Sinkhorn sums statistics over ranks, and without that sum the gradients must differ.
 """
 
 import json
@@ -12,13 +13,14 @@ import json
 import pytest
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from jessl import losses as L
 from jessl import queues as Q
 
-from jessl.distributed import gather_no_grad, gather_with_grad
+from jessl.distributed import all_reduce_sum, gather_no_grad, gather_with_grad
 
 from .spawn import run_in_group, spawn
 
@@ -50,6 +52,17 @@ LOSSES = {
     "neg_cosine": (lambda a, b, g: L.neg_cosine(a, b) + L.neg_cosine(b, a), False),
     "instance_info_nce": (lambda a, b, g: L.instance_info_nce(a, b, a * b, 0.1), False),
 }
+
+
+PROTOTYPES = F.normalize(batch()[2][:7], dim=1)  # (K, D) unit prototypes
+
+
+def swav(a, b, all_reduce):
+    """SwAV's loss with fixed prototypes: the codes of each view from Sinkhorn (summing its
+    statistics with `all_reduce`), predicted from the other view."""
+    logits = [F.normalize(z, dim=1) @ PROTOTYPES.T for z in (a, b)]  # (B, K)
+    codes = [L.sinkhorn_knopp(s, 0.05, 3, all_reduce) for s in logits]
+    return L.swav_loss(logits, codes, 0.1)
 
 
 class _GatherNoSum(torch.autograd.Function):
@@ -108,6 +121,19 @@ def checks(rank):
     assert Q.push_(q, 3, x1[mine][:, :D], gather=gather_no_grad) == Q.push_(q_ref, 3, x1[:, :D]) == 11
     assert torch.equal(q, q_ref)
     checked.append("center_and_queue")
+
+    # SwAV: the distributed Sinkhorn gives each rank its rows of the global codes, so the
+    # per-sample swapped-prediction loss needs no gather; Sinkhorn on the local rows alone differs
+    ref_loss, ref_grads = run_step(swav, None, x1, x2, ddp=False)
+    loss, grads = run_step(swav, all_reduce_sum, x1[mine], x2[mine], ddp=True)
+    assert close(grads, ref_grads), "swav: DDP gradient differs from single-process"
+    assert torch.allclose(all_reduce_sum(loss) / W, ref_loss, rtol=1e-12), "swav: loss"
+    scores = x1[:, :D] @ PROTOTYPES.T
+    assert torch.allclose(L.sinkhorn_knopp(scores[mine], 0.05, 3, all_reduce_sum),
+                          L.sinkhorn_knopp(scores, 0.05, 3)[mine], rtol=1e-10, atol=1e-14)
+    _, local = run_step(swav, None, x1[mine], x2[mine], ddp=True)
+    assert not close(local, ref_grads), "swav: Sinkhorn without the all-reduce should differ"
+    checked.append("swav")
     return checked
 
 
@@ -119,7 +145,8 @@ def worker(rank, port, out):
 def test_ddp_gradients_equal_single_process(tmp_path):
     spawn(worker, W, tmp_path)
     for r in range(W):
-        assert json.loads((tmp_path / f"rank{r}.json").read_text()) == [*LOSSES, "center_and_queue"]
+        assert json.loads((tmp_path / f"rank{r}.json").read_text()) == \
+            [*LOSSES, "center_and_queue", "swav"]
 
 
 def test_gather_is_identity_in_one_process():

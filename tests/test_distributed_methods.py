@@ -4,9 +4,9 @@
 Each rank runs the method wrapped in DDP on its half of a global batch, with
 `gather_with_grad` and synchronised batch-norm, as `jessl train` does with `train.sync_bn`.
 Two forward/backward passes with the same weights: the first checks the loss, every parameter
-gradient (after DDP's averaging) and the state the step leaves behind (MoCo's queue, NNCLR's
-support set, DINO's centre, batch-norm running statistics); the second checks that the loss
-computed *from* that state still equals the single-process one. In float64, so a mismatch is a
+gradient (after DDP's averaging) and the state the step leaves behind (MoCo's and SwAV's queues,
+NNCLR's support set, DINO's centre, batch-norm running statistics); the second checks that the
+loss computed *from* that state still equals the single-process one. In float64, so a mismatch is a
 bug and not rounding. The same run with per-process batch-norm must differ, which shows the
 check can fail; tests/test_distributed.py checks the gathered losses alone, with the
 1/world_size bug as its failing case.
@@ -17,6 +17,7 @@ import json
 import pytest
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from jessl.distributed import convert_sync_batchnorm, gather_with_grad
@@ -33,6 +34,8 @@ METHODS = {
     "barlowtwins": ({}, "16-8", (8, 8)),  # cross-correlation of the gathered batch
     "nnclr": ({"queue_size": 24, "predictor_hidden": "16"}, "16-8", (8, 8)),  # support set
     "dino": ({"num_prototypes": 16}, "16-8", (8, 8, 6, 6)),  # centre; 2 global + 2 local crops
+    # distributed Sinkhorn, with a queue shared out over the ranks (see build)
+    "swav": ({"num_prototypes": 16, "queue_length": 12, "queue_start": 0.0}, "16-8", (8, 8, 6, 6)),
     "moco": ({"queue_size": 24}, "16-8", (8, 8)),  # v2: the queue of keys
     "moco_v3": ({"version": "v3", "predictor_hidden": "16"}, "16-8", (8, 8)),  # in-batch keys
     "byol": ({}, "16-8", (8, 8)),  # per-sample losses: DDP's average alone is exact
@@ -49,6 +52,10 @@ def build(name, sync):
     torch.manual_seed(1)  # the same weights, queues and prototypes in every process
     method = build_method(name.split("_")[0], SmallCNN(widths=(4, 8)), projector,
                           opts, gather_with_grad if sync is not None else None).double()
+    if name == "swav":  # a full queue from the start: both steps share it out, the first one
+        # of random rows, the second one of those and the first batch (a queue holding only
+        # copies of the batch would hide a rank that used all of it: Sinkhorn ignores duplication)
+        method.queue.copy_(F.normalize(torch.randn(method.queue.shape, dtype=torch.float64), dim=2))
     return convert_sync_batchnorm(method) if sync else method
 
 

@@ -15,11 +15,13 @@ from .moco import MoCo
 from .nnclr import NNCLR
 from .simclr import SimCLR
 from .simsiam import SimSiam
+from .swav import SwAV
 from .vicreg import VICReg
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
-    for cls in (SimCLR, VICReg, BarlowTwins, BYOL, SimSiam, MoCo, DINO, NNCLR, InstanceSimCLR)
+    for cls in (SimCLR, VICReg, BarlowTwins, BYOL, SimSiam, MoCo, DINO, NNCLR, InstanceSimCLR,
+                SwAV)
 }
 
 
@@ -34,4 +36,4 @@ def build_method(name: str, backbone: nn.Module, projector: str | None = None, o
 
 
 __all__ = ["METHODS", "Method", "StepOutput", "build_method", "BarlowTwins", "BYOL", "DINO",
-           "InstanceSimCLR", "MoCo", "NNCLR", "SimCLR", "SimSiam", "VICReg"]
+           "InstanceSimCLR", "MoCo", "NNCLR", "SimCLR", "SimSiam", "SwAV", "VICReg"]

@@ -17,7 +17,8 @@ TOTAL_STEPS = 10
 BATCH = 8
 # shrink the state that is sized for ImageNet, so the contract test stays tiny
 TINY_OPTS = {"moco": {"queue_size": 32}, "nnclr": {"queue_size": 32},
-             "dino": {"num_prototypes": 64}}
+             "dino": {"num_prototypes": 64}, "swav": {"num_prototypes": 64, "queue_length": 16,
+                                                     "queue_start": 0.0}}
 CASES = [(name, TINY_OPTS.get(name, {})) for name in METHODS]
 CASES.append(("moco", {"queue_size": 32, "version": "v3"}))
 WITH_TEACHER = {"byol", "moco", "dino"}
