@@ -116,6 +116,7 @@ class EvalConfig:
     k: int = 200  # neighbours, InstDisc / DINO (their list is 10 20 100 200)
     temperature: float = 0.07  # vote weight exp(sim / T), InstDisc / DINO
     baseline: bool = False  # also the kNN of the same network at random initialisation (same seed)
+    knn_every: int = 0  # epochs between kNN evaluations during training (logged as knn_top1 in the epoch record, for `jessl curve --reach`); 0 = at the end only
     batch_size: int = 256  # images per forward pass when extracting features
     rankme: bool = True  # RankMe of the last epoch's embeddings (Garrido et al. 2023)
     rankme_samples: int = 25600  # embeddings kept for RankMe, Garrido et al. 2023 section 4
@@ -340,6 +341,8 @@ class RunConfig:
                                   f"views' size {full}")
         if p.enabled and not p.lr > 0:
             raise ConfigError(f"probe.lr must be > 0, got {p.lr}")
+        if e.knn_every < 0:
+            raise ConfigError(f"eval.knn_every must be >= 0, got {e.knn_every}")
         if e.k < 1 or e.temperature <= 0 or e.batch_size < 1 or e.rankme_samples < 1:
             raise ConfigError("eval.k, eval.temperature, eval.batch_size and "
                               "eval.rankme_samples must be positive")
