@@ -131,9 +131,22 @@ class ProgressiveConfig:
     min_magnitude: float = 1.0  # augmentation magnitude of the first stage, rising linearly to 1 over the stages (View.scaled); 1 = constant
 
 
+@dataclass
+class HardAugmentConfig:
+    enabled: bool = False  # Hard Augment (Kocyigit et al. 2023 3.3, Algorithm 1): train on each image's hardest pair of `candidates` views, mined by a no-grad pass at `size` px
+    candidates: int = 4  # m views drawn per image (one decode); the paper's eq. 11 example (5% overhead at 224/64 px); its experiments use 6 (Table 8: +0.5 points, 8.2% overhead); 0 = off
+    size: int = 16  # px, r_sel: selection-pass resolution (shorter side); the paper's 64 at 224 px. 16 at 32 px: small_cnn's and a CIFAR-stem ResNet's last map is then 2x2, as ResNet-50's at 64 px (docs/benchmarks.md, "Hard Augment: choices")
+    bn: str = "batch"  # batch-norm in the selection pass: batch (the selection batch's statistics) | eval (running statistics); never updates the running statistics (docs/benchmarks.md)
+    scorer: str = "student"  # network that scores pairs for EMA-teacher methods: student (the paper's f) | teacher (docs/benchmarks.md)
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.candidates > 0
+
+
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "method": MethodConfig,
             "optim": OptimConfig, "train": TrainConfig, "progressive": ProgressiveConfig,
-            "probe": ProbeConfig, "eval": EvalConfig}
+            "hard_augment": HardAugmentConfig, "probe": ProbeConfig, "eval": EvalConfig}
 
 
 @dataclass
@@ -144,6 +157,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     progressive: ProgressiveConfig = field(default_factory=ProgressiveConfig)
+    hard_augment: HardAugmentConfig = field(default_factory=HardAugmentConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -339,6 +353,7 @@ class RunConfig:
             if g.min_size > full:
                 raise ConfigError(f"progressive.min_size {g.min_size} is larger than the "
                                   f"views' size {full}")
+        self._validate_hard_augment()
         if p.enabled and not p.lr > 0:
             raise ConfigError(f"probe.lr must be > 0, got {p.lr}")
         if e.knn_every < 0:
@@ -369,6 +384,27 @@ class RunConfig:
                               f"{views!r}, which jessl.data.views does not define; name one with "
                               f"--data.views (known: {', '.join(sorted(PRESETS))})")
         return self
+
+    def _validate_hard_augment(self) -> None:
+        from jessl.train.hard_augment import BN_MODES, SCORERS
+        h = self.hard_augment
+        if not h.active:
+            return
+        if h.candidates < 2:
+            raise ConfigError(f"hard_augment.candidates must be >= 2 (or 0 = off), got "
+                              f"{h.candidates}")
+        if h.size < 1:
+            raise ConfigError(f"hard_augment.size must be >= 1 px, got {h.size}")
+        for name, what, known in (("bn", "mode", BN_MODES), ("scorer", "network", SCORERS)):
+            if getattr(h, name) not in known:
+                raise ConfigError(f"hard_augment.{name}: unknown {what} {getattr(h, name)!r}; "
+                                  f"known: {', '.join(known)}")
+        from jessl.data.views import PRESETS, resolve_views
+        if self.views_preset() in PRESETS:
+            views = resolve_views(self.views_preset())
+            if len(views) < 2 or views[0].hw != views[1].hw:
+                raise ConfigError(f"hard_augment: view preset {self.views_preset()!r} has no "
+                                  f"pair of same-size views to mine")
 
     def views_preset(self) -> str:
         """data.views, or the method's preset + "_cifar" when the train images are <= 64 px."""

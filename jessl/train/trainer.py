@@ -48,10 +48,15 @@ def train(cfg: RunConfig) -> dict:
 
     # --- data --------------------------------------------------------------------------------
     from jessl.data.loader import Loader  # after setup_process: the JIT switch is read at import
+    from jessl.data.views import resolve_views
     from jessl.eval.features import extract_features, small_images
+    from jessl.train import hard_augment
     small = small_images(cfg.data.train)
     views = cfg.views_preset()
-    loader = Loader(cfg.data.train, cfg.data.batch_size // world, views, order=cfg.data.order,
+    # Hard Augment: the loader draws m candidates of the pair, the loop mines the hardest
+    hard, loader_views = hard_augment.from_config(cfg.hard_augment, resolve_views(views))
+    loader = Loader(cfg.data.train, cfg.data.batch_size // world, loader_views,
+                    order=cfg.data.order,
                     seed=t.seed, drop_last=True, num_threads=cfg.data.threads or None,
                     rank=distributed.rank(), world_size=world, prefetch=cfg.data.prefetch,
                     channels_last=t.channels_last)
@@ -67,6 +72,9 @@ def train(cfg: RunConfig) -> dict:
     say(f"data: {cfg.data.train} ({len(loader.indices):,} images, {num_classes} classes), "
         f"views {views}, batch {cfg.data.batch_size} ({world} x {loader.batch_size}), "
         f"{steps_per_epoch} steps/epoch x {t.epochs} epochs")
+    if hard is not None:
+        say(f"hard augment: hardest of {len(hard.first)} pairs of {hard.m} candidates per "
+            f"image, selection at {hard.size} px (bn {hard.bn}, scorer {hard.scorer})")
 
     # --- model: backbone + method (projector, predictor, EMA teacher, loss) --------------------
     from jessl.methods import build_method
@@ -170,13 +178,15 @@ def train(cfg: RunConfig) -> dict:
         epoch_loss, epoch_steps, wait, busy = 0.0, 0, 0.0, 0.0
         window = {"loss": 0.0, "n": 0, "wait": 0.0, "time": 0.0}
         probe_logs: dict = {}
-        tick = time.perf_counter()
+        tick, epoch_flops = time.perf_counter(), meter.total
         for batch in loader.iter_epoch(epoch, start=first):
             got = time.perf_counter()
             set_hyperparams(optimizer, lr=schedule["lr"][step],
                             momentum=schedule["momentum"][step],
                             weight_decay=schedule["weight_decay"][step])
             views_in = [v.to(device, non_blocking=True) for v in batch.views]  # no-op on the CPU
+            if hard is not None:  # m candidates -> the hardest pair (+ any local crops)
+                views_in = hard.select(method, views_in, meter)
             key = shape_key(views_in)
             with meter.measure("forward", key), autocast:
                 out = model(views_in)
@@ -238,6 +248,9 @@ def train(cfg: RunConfig) -> dict:
                   "data_wait": wait / max(seconds, 1e-9), "view_size": sizes[epoch],
                   "magnitude": magnitudes[epoch], "flops": meter.total, "wall_s": wall_s,
                   **probe_logs}
+        if hard is not None:  # the selection's share, measured, beside eq. 11's prediction
+            record.update(hard.summary(meter.total - epoch_flops - hard.stats["flops"], busy,
+                                       sizes[epoch]))
         if is_main and probe is not None and cfg.data.val:
             feats, val_labels = extract_features(backbone, cfg.data.val, eval_views,
                                                  cfg.eval.batch_size, cfg.data.threads or None,
