@@ -75,7 +75,9 @@ class OptimConfig:
     scaling: str = "linear"  # linear: lr x B/256 (Goyal et al. 2017) | sqrt: lr x sqrt(B/256) for small batches (SSL Cookbook 3.8.1)
     final_lr: float = 0.0  # fraction of the peak lr reached at the last step of warmup_cosine (SimCLR: 0)
     weight_decay: float = 1e-6  # SimCLR appendix B.1 (LARS); biases and norm layers get none
-    momentum: float = 0.9  # SGD/LARS momentum or AdamW beta1, SimCLR/BYOL/VICReg; f1clr schedules its own (0.95 -> 0.85 -> 0.95, Smith 2018)
+    momentum: float = 0.9  # SGD/LARS momentum or AdamW beta1, SimCLR/BYOL/VICReg; f1clr schedules its own (f1clr_momentum_high -> low -> high)
+    f1clr_momentum_high: float = 0.95  # F1-CLR's beta_h (eq. 8), at the start and the end; the paper prints none: Smith 2018 (arXiv:1803.09820) section 4.3's 1cycle value, torch OneCycleLR's max_momentum
+    f1clr_momentum_low: float = 0.85  # F1-CLR's beta_l, at the lr peak; same sources (OneCycleLR's base_momentum)
     schedule: str = "warmup_cosine"  # warmup_cosine (SimCLR, DINO) | f1clr (fixed one-cycle, Kocyigit et al. WACV 2023)
     warmup_epochs: float = 10.0  # epochs of linear warm-up, SimCLR appendix B.1 (10 of 100+); capped at half the run
     clip_grad: float = 0.0  # max global grad norm; 0 = no clipping (SimCLR/BYOL/VICReg do not clip; DINO uses 3.0)
@@ -125,10 +127,11 @@ class EvalConfig:
 
 @dataclass
 class ProgressiveConfig:
-    min_size: int = 0  # px; > 0 turns on Super Progressive Learning (Kocyigit et al. 2023 3.2): full size during the lr warm-up, then min_size up to the views' size in stages; the paper's ImageNet minimum is 96 of 224
+    min_size: int = 0  # px; > 0 turns on Super Progressive Learning (Kocyigit et al. 2023 3.2): full size during the lr warm-up, then min_size up to the views' size in stages, as the inverse of the lr's cosine decay; the paper's ImageNet minimum is 96 of 224
     step: int = 0  # px between stages; 0 = the paper's 32 for views >= 128 px, 4 below
     warmup_epochs: float = -1.0  # epochs at full size first; -1 = optim.warmup_epochs
-    min_magnitude: float = 1.0  # augmentation magnitude of the first stage, rising linearly to 1 over the stages (View.scaled); 1 = constant
+    min_magnitude: float = 1.0  # augmentation magnitude at min_size, rising linearly with the size to 1 at full size (View.scaled); 1 = constant
+    magnitude_scales: str = "jitter"  # what the magnitude multiplies: jitter (the colour-jitter strengths, the paper's section 4) | photometric (also every photometric op's probability, jessl's earlier variant)
 
 
 @dataclass
@@ -316,6 +319,10 @@ class RunConfig:
                 raise ConfigError(f"optim.{name} must be >= 0, got {getattr(o, name)}")
         if not 0 <= o.momentum < 1:
             raise ConfigError(f"optim.momentum must be in [0, 1), got {o.momentum}")
+        if not 0 <= o.f1clr_momentum_low <= o.f1clr_momentum_high < 1:
+            raise ConfigError(f"optim.f1clr_momentum_low <= optim.f1clr_momentum_high must hold, "
+                              f"both in [0, 1), got {o.f1clr_momentum_low}, "
+                              f"{o.f1clr_momentum_high}")
         if t.epochs < 1:
             raise ConfigError(f"train.epochs must be >= 1, got {t.epochs}")
         if not 0 <= t.stop_after <= t.epochs:
@@ -347,6 +354,10 @@ class RunConfig:
         if not 0.0 <= g.min_magnitude <= 1.0:
             raise ConfigError(f"progressive.min_magnitude must be in [0, 1], got "
                               f"{g.min_magnitude}")
+        from jessl.data.views import MAGNITUDE_SCALES
+        if g.magnitude_scales not in MAGNITUDE_SCALES:
+            raise ConfigError(f"progressive.magnitude_scales: unknown {g.magnitude_scales!r}; "
+                              f"known: {', '.join(MAGNITUDE_SCALES)}")
         if g.min_size:
             from jessl.data.views import resolve_views
             full = min(resolve_views(self.views_preset())[0].hw)

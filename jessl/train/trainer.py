@@ -171,7 +171,7 @@ def train(cfg: RunConfig) -> dict:
     for epoch in range(start_epoch, stop_epoch):
         model.train()
         loader.set_size(sizes[epoch])
-        loader.set_magnitude(magnitudes[epoch])
+        loader.set_magnitude(magnitudes[epoch], cfg.progressive.magnitude_scales)
         first = step - epoch * steps_per_epoch  # > 0 only when resuming mid-epoch
         bar = _progress(steps_per_epoch, first, f"epoch {epoch + 1}/{t.epochs}",
                         is_main and t.progress)
@@ -364,7 +364,8 @@ def build_schedules(cfg: RunConfig, steps_per_epoch: int) -> dict:
     if o.schedule == "f1clr":
         warmup = min(max(warmup, 1), total - 1) if total > 1 else 0
         if total > 1:
-            lr, momentum = one_cycle_f1clr(peak, total, warmup)
+            lr, momentum = one_cycle_f1clr(peak, total, warmup, o.f1clr_momentum_high,
+                                           o.f1clr_momentum_low)
         else:
             lr, momentum = np.full(1, peak), np.full(1, o.momentum)
     else:

@@ -87,6 +87,10 @@ def test_schedule_arrays_drive_the_optimizer(full_run):
                                             "train.epochs=4"]), steps_per_epoch=4)
     assert f1["lr"].argmax() == 4 and f1["momentum"][0] == pytest.approx(0.95)
     assert f1["momentum"][4] == pytest.approx(0.85)  # momentum falls while lr rises
+    f1 = build_schedules(load_config(None, ["optim.schedule=f1clr", "optim.warmup_epochs=1",
+                                            "train.epochs=4", "optim.f1clr_momentum_high=0.9",
+                                            "optim.f1clr_momentum_low=0.8"]), steps_per_epoch=4)
+    assert f1["momentum"][0] == pytest.approx(0.9) and f1["momentum"][4] == pytest.approx(0.8)
 
 
 @pytest.mark.parametrize("method", ["simclr", "byol"])
