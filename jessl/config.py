@@ -75,7 +75,9 @@ class OptimConfig:
     scaling: str = "linear"  # linear: lr x B/256 (Goyal et al. 2017) | sqrt: lr x sqrt(B/256) for small batches (SSL Cookbook 3.8.1)
     final_lr: float = 0.0  # fraction of the peak lr reached at the last step of warmup_cosine (SimCLR: 0)
     weight_decay: float = 1e-6  # SimCLR appendix B.1 (LARS); biases and norm layers get none
-    momentum: float = 0.9  # SGD/LARS momentum or AdamW beta1, SimCLR/BYOL/VICReg; f1clr schedules its own (0.95 -> 0.85 -> 0.95, Smith 2018)
+    momentum: float = 0.9  # SGD/LARS momentum or AdamW beta1, SimCLR/BYOL/VICReg; f1clr schedules its own (f1clr_momentum_high -> low -> high)
+    f1clr_momentum_high: float = 0.95  # F1-CLR's beta_h (eq. 8), at the start and the end; the paper prints none: Smith 2018 (arXiv:1803.09820) section 4.3's 1cycle value, torch OneCycleLR's max_momentum
+    f1clr_momentum_low: float = 0.85  # F1-CLR's beta_l, at the lr peak; same sources (OneCycleLR's base_momentum)
     schedule: str = "warmup_cosine"  # warmup_cosine (SimCLR, DINO) | f1clr (fixed one-cycle, Kocyigit et al. WACV 2023)
     warmup_epochs: float = 10.0  # epochs of linear warm-up, SimCLR appendix B.1 (10 of 100+); capped at half the run
     clip_grad: float = 0.0  # max global grad norm; 0 = no clipping (SimCLR/BYOL/VICReg do not clip; DINO uses 3.0)
@@ -116,6 +118,7 @@ class EvalConfig:
     k: int = 200  # neighbours, InstDisc / DINO (their list is 10 20 100 200)
     temperature: float = 0.07  # vote weight exp(sim / T), InstDisc / DINO
     baseline: bool = False  # also the kNN of the same network at random initialisation (same seed)
+    knn_every: int = 0  # epochs between kNN evaluations during training (logged as knn_top1 in the epoch record, for `jessl curve --reach`); 0 = at the end only
     batch_size: int = 256  # images per forward pass when extracting features
     rankme: bool = True  # RankMe of the last epoch's embeddings (Garrido et al. 2023)
     rankme_samples: int = 25600  # embeddings kept for RankMe, Garrido et al. 2023 section 4
@@ -124,15 +127,29 @@ class EvalConfig:
 
 @dataclass
 class ProgressiveConfig:
-    min_size: int = 0  # px; > 0 turns on Super Progressive Learning (Kocyigit et al. 2023 3.2): full size during the lr warm-up, then min_size up to the views' size in stages; the paper's ImageNet minimum is 96 of 224
+    min_size: int = 0  # px; > 0 turns on Super Progressive Learning (Kocyigit et al. 2023 3.2): full size during the lr warm-up, then min_size up to the views' size in stages, as the inverse of the lr's cosine decay; the paper's ImageNet minimum is 96 of 224
     step: int = 0  # px between stages; 0 = the paper's 32 for views >= 128 px, 4 below
     warmup_epochs: float = -1.0  # epochs at full size first; -1 = optim.warmup_epochs
-    min_magnitude: float = 1.0  # augmentation magnitude of the first stage, rising linearly to 1 over the stages (View.scaled); 1 = constant
+    min_magnitude: float = 1.0  # augmentation magnitude at min_size, rising linearly with the size to 1 at full size (View.scaled); 1 = constant
+    magnitude_scales: str = "jitter"  # what the magnitude multiplies: jitter (the colour-jitter strengths, the paper's section 4) | photometric (also every photometric op's probability, jessl's earlier variant)
+
+
+@dataclass
+class HardAugmentConfig:
+    enabled: bool = False  # Hard Augment (Kocyigit et al. 2023 3.3, Algorithm 1): train on each image's hardest pair of `candidates` views, mined by a no-grad pass at `size` px
+    candidates: int = 4  # m views drawn per image (one decode); the paper's eq. 11 example (5% overhead at 224/64 px); its experiments use 6 (Table 8: +0.5 points, 8.2% overhead); 0 = off
+    size: int = 16  # px, r_sel: selection-pass resolution (shorter side); the paper's 64 at 224 px. 16 at 32 px: small_cnn's and a CIFAR-stem ResNet's last map is then 2x2, as ResNet-50's at 64 px (docs/benchmarks.md, "Hard Augment: choices")
+    bn: str = "batch"  # batch-norm in the selection pass: batch (the selection batch's statistics) | eval (running statistics); never updates the running statistics (docs/benchmarks.md)
+    scorer: str = "student"  # network that scores pairs for EMA-teacher methods: student (the paper's f) | teacher (docs/benchmarks.md)
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.candidates > 0
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "method": MethodConfig,
             "optim": OptimConfig, "train": TrainConfig, "progressive": ProgressiveConfig,
-            "probe": ProbeConfig, "eval": EvalConfig}
+            "hard_augment": HardAugmentConfig, "probe": ProbeConfig, "eval": EvalConfig}
 
 
 @dataclass
@@ -143,6 +160,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     progressive: ProgressiveConfig = field(default_factory=ProgressiveConfig)
+    hard_augment: HardAugmentConfig = field(default_factory=HardAugmentConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -301,6 +319,10 @@ class RunConfig:
                 raise ConfigError(f"optim.{name} must be >= 0, got {getattr(o, name)}")
         if not 0 <= o.momentum < 1:
             raise ConfigError(f"optim.momentum must be in [0, 1), got {o.momentum}")
+        if not 0 <= o.f1clr_momentum_low <= o.f1clr_momentum_high < 1:
+            raise ConfigError(f"optim.f1clr_momentum_low <= optim.f1clr_momentum_high must hold, "
+                              f"both in [0, 1), got {o.f1clr_momentum_low}, "
+                              f"{o.f1clr_momentum_high}")
         if t.epochs < 1:
             raise ConfigError(f"train.epochs must be >= 1, got {t.epochs}")
         if not 0 <= t.stop_after <= t.epochs:
@@ -332,14 +354,21 @@ class RunConfig:
         if not 0.0 <= g.min_magnitude <= 1.0:
             raise ConfigError(f"progressive.min_magnitude must be in [0, 1], got "
                               f"{g.min_magnitude}")
+        from jessl.data.views import MAGNITUDE_SCALES
+        if g.magnitude_scales not in MAGNITUDE_SCALES:
+            raise ConfigError(f"progressive.magnitude_scales: unknown {g.magnitude_scales!r}; "
+                              f"known: {', '.join(MAGNITUDE_SCALES)}")
         if g.min_size:
             from jessl.data.views import resolve_views
             full = min(resolve_views(self.views_preset())[0].hw)
             if g.min_size > full:
                 raise ConfigError(f"progressive.min_size {g.min_size} is larger than the "
                                   f"views' size {full}")
+        self._validate_hard_augment()
         if p.enabled and not p.lr > 0:
             raise ConfigError(f"probe.lr must be > 0, got {p.lr}")
+        if e.knn_every < 0:
+            raise ConfigError(f"eval.knn_every must be >= 0, got {e.knn_every}")
         if e.k < 1 or e.temperature <= 0 or e.batch_size < 1 or e.rankme_samples < 1:
             raise ConfigError("eval.k, eval.temperature, eval.batch_size and "
                               "eval.rankme_samples must be positive")
@@ -366,6 +395,27 @@ class RunConfig:
                               f"{views!r}, which jessl.data.views does not define; name one with "
                               f"--data.views (known: {', '.join(sorted(PRESETS))})")
         return self
+
+    def _validate_hard_augment(self) -> None:
+        from jessl.train.hard_augment import BN_MODES, SCORERS
+        h = self.hard_augment
+        if not h.active:
+            return
+        if h.candidates < 2:
+            raise ConfigError(f"hard_augment.candidates must be >= 2 (or 0 = off), got "
+                              f"{h.candidates}")
+        if h.size < 1:
+            raise ConfigError(f"hard_augment.size must be >= 1 px, got {h.size}")
+        for name, what, known in (("bn", "mode", BN_MODES), ("scorer", "network", SCORERS)):
+            if getattr(h, name) not in known:
+                raise ConfigError(f"hard_augment.{name}: unknown {what} {getattr(h, name)!r}; "
+                                  f"known: {', '.join(known)}")
+        from jessl.data.views import PRESETS, resolve_views
+        if self.views_preset() in PRESETS:
+            views = resolve_views(self.views_preset())
+            if len(views) < 2 or views[0].hw != views[1].hw:
+                raise ConfigError(f"hard_augment: view preset {self.views_preset()!r} has no "
+                                  f"pair of same-size views to mine")
 
     def views_preset(self) -> str:
         """data.views, or the method's preset + "_cifar" when the train images are <= 64 px."""

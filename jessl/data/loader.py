@@ -95,7 +95,7 @@ class Loader:
         labels = self.reader.labels if label_field in self.reader.fields else None
         self.labels = labels if labels is not None else np.full(n, -1, np.int64)
         self.epoch = 0
-        self.magnitude = 1.0
+        self.magnitude, self.magnitude_scales = 1.0, "jitter"
 
     # --- the two knobs that may change between epochs -------------------------------------
 
@@ -112,11 +112,11 @@ class Loader:
         base = self._built_sides[0]
         self.set_view_sizes([max(1, round(side * size / base)) for side in self._built_sides])
 
-    def set_magnitude(self, magnitude: float) -> None:
-        """Augmentation strength in [0, 1] (see `View.scaled`), from the next epoch on."""
-        if not 0.0 <= magnitude <= 1.0:
-            raise ValueError(f"magnitude must be in [0, 1], got {magnitude}")
-        self.magnitude = float(magnitude)
+    def set_magnitude(self, magnitude: float, scales: str = "jitter") -> None:
+        """Augmentation strength in [0, 1] of what `scales` names (see `View.scaled`), from
+        the next epoch on."""
+        self.views[0].scaled(magnitude, scales)  # the checks
+        self.magnitude, self.magnitude_scales = float(magnitude), scales
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch the next iteration runs (iterating advances it by one)."""
@@ -185,7 +185,7 @@ class _Plan:
 
     def __init__(self, loader: Loader, epoch: int):
         self.loader, self.epoch = loader, epoch
-        self.views = [v.scaled(loader.magnitude) for v in loader.views]
+        self.views = [v.scaled(loader.magnitude, loader.magnitude_scales) for v in loader.views]
         self.cfgs = view_configs(self.views)
         self.luts = [normalize_lut(v.mean, v.std) if loader.output == "float" else None
                      for v in self.views]

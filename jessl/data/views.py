@@ -6,9 +6,12 @@ the parameters of every view (all the randomness); `jessl.data.render` applies t
 pure kernels of `jessl.data.ops` into the batch.
 
 `magnitude` in [0, 1] scales augmentation strength between epochs (Kocyigit et al. 2023,
-Super Progressive Learning "scale the colour jittering linearly"): it multiplies every
-photometric strength (jitter, noise std) and the probability of every photometric op (jitter,
-grey, blur, solarize, noise). Geometry (crop, flip) is left as it is. 1 is the recipe as written.
+Super Progressive Learning, section 4: "scale the colour jittering linearly"): by default it
+multiplies the four colour-jitter strengths (brightness, contrast, saturation, hue) and nothing
+else, as the paper does. `scales="photometric"` is jessl's earlier, broader variant, kept as an
+explicit option: every photometric strength (jitter, noise std) and the probability of every
+photometric op (jitter, grey, blur, solarize, noise). Geometry (crop, flip) is never scaled.
+1 is the recipe as written.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # RGB on [0, 1], CIFAR-10 train set (solo-learn, lightly)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 CROPS = ("random", "center", "full")
+MAGNITUDE_SCALES = ("jitter", "photometric")  # what View.scaled multiplies (module docstring)
 
 
 @dataclass(frozen=True)
@@ -69,18 +73,23 @@ class View:
         k = max(3, int(0.1 * min(self.hw)))
         return k if k % 2 else k + 1
 
-    def scaled(self, magnitude: float) -> "View":
-        """This view with photometric strengths and probabilities multiplied by `magnitude`."""
+    def scaled(self, magnitude: float, scales: str = "jitter") -> "View":
+        """This view with its colour-jitter strengths multiplied by `magnitude` (the paper's
+        SPL), or with scales="photometric" every photometric strength and probability too."""
         if not 0.0 <= magnitude <= 1.0:
             raise ValueError(f"magnitude must be in [0, 1], got {magnitude}")
+        if scales not in MAGNITUDE_SCALES:
+            raise ValueError(f"scales must be one of {MAGNITUDE_SCALES}, got {scales!r}")
         if magnitude == 1.0:
             return self
         m = magnitude
-        return replace(self, jitter_p=self.jitter_p * m, brightness=self.brightness * m,
-                       contrast=self.contrast * m, saturation=self.saturation * m,
-                       hue=self.hue * m, grey_p=self.grey_p * m, blur_p=self.blur_p * m,
-                       solarize_p=self.solarize_p * m, noise_p=self.noise_p * m,
-                       noise_std=self.noise_std * m)
+        jitter = replace(self, brightness=self.brightness * m, contrast=self.contrast * m,
+                         saturation=self.saturation * m, hue=self.hue * m)
+        if scales == "jitter":
+            return jitter
+        return replace(jitter, jitter_p=self.jitter_p * m, grey_p=self.grey_p * m,
+                       blur_p=self.blur_p * m, solarize_p=self.solarize_p * m,
+                       noise_p=self.noise_p * m, noise_std=self.noise_std * m)
 
 
 # --- presets, named after their sources ----------------------------------------------------

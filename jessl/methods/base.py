@@ -85,6 +85,14 @@ class Method(nn.Module):
     def forward(self, views: list[torch.Tensor]) -> StepOutput:
         raise NotImplementedError
 
+    def embed(self, images: torch.Tensor, teacher: bool = False) -> torch.Tensor:
+        """Projector output (B, D) of images (B, 3, H, W), predictor excluded: the embedding
+        Hard Augment scores candidate views by (jessl.train.hard_augment). teacher=True: the
+        EMA teacher's, for methods that keep one as `self.teacher` (backbone + projector)."""
+        if teacher:
+            return self.teacher["projector"](self.teacher["backbone"](images))
+        return self.projector(self.backbone(images))
+
     def before_optimizer_step(self, step: int, total_steps: int) -> None:
         """Edit gradients after backward (and clipping), before the update; nothing by default."""
 

@@ -43,8 +43,9 @@ def one_cycle_f1clr(
     lr_max: float,
     total_steps: int,
     warmup_steps: int,
-    beta_high: float = 0.95,  # 1cycle's upper momentum, Smith 2018 (arXiv:1803.09820)
+    beta_high: float = 0.95,  # 1cycle's upper momentum, Smith 2018 (arXiv:1803.09820) 4.3
     beta_low: float = 0.85,  # 1cycle's lower momentum, same source; also torch OneCycleLR's default
+    # (both config options: optim.f1clr_momentum_high / _low)
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fixed 1-cycle (F1-CLR), Kocyigit, Hospedales, Bilen, WACV 2023, eq. 8: (lr, momentum).
 

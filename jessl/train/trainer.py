@@ -28,6 +28,7 @@ from torch import nn
 
 from jessl import __version__, distributed
 from jessl.config import RunConfig, default_threads
+from jessl.train.flops import PETA, FlopMeter, shape_key
 from jessl.train.checkpoint import (atomic_save, checkpoint_path, latest_checkpoint,
                                     load_checkpoint, prune_checkpoints, rng_state, set_rng_state)
 from jessl.train.probe import OnlineProbe, probe_dims, probe_inputs, projector_blocks
@@ -47,10 +48,14 @@ def train(cfg: RunConfig) -> dict:
 
     # --- data --------------------------------------------------------------------------------
     from jessl.data.loader import Loader  # after setup_process: the JIT switch is read at import
+    from jessl.data.views import resolve_views
     from jessl.eval.features import extract_features, small_images
+    from jessl.train import hard_augment
     small = small_images(cfg.data.train)
     views = cfg.views_preset()
-    loader = build_loader(cfg, Loader, views, world)
+    # Hard Augment: the loader draws m candidates of the pair, the loop mines the hardest
+    hard, loader_views = hard_augment.from_config(cfg.hard_augment, resolve_views(views))
+    loader = build_loader(cfg, Loader, loader_views, world)
     steps_per_epoch = len(loader)
     total_steps = t.epochs * steps_per_epoch
     sizes, magnitudes = view_schedule(cfg, loader)
@@ -63,6 +68,9 @@ def train(cfg: RunConfig) -> dict:
     say(f"data: {cfg.data.train} ({len(loader.indices):,} images, {num_classes} classes), "
         f"views {views}, batch {cfg.data.batch_size} ({world} x {loader.batch_size}), "
         f"{steps_per_epoch} steps/epoch x {t.epochs} epochs")
+    if hard is not None:
+        say(f"hard augment: hardest of {len(hard.first)} pairs of {hard.m} candidates per "
+            f"image, selection at {hard.size} px (bn {hard.bn}, scorer {hard.scorer})")
 
     # --- model: backbone + method (projector, predictor, EMA teacher, loss) --------------------
     from jessl.methods import build_method
@@ -119,6 +127,9 @@ def train(cfg: RunConfig) -> dict:
 
     # --- resume --------------------------------------------------------------------------------
     step = 0  # optimizer steps done
+    # compute accounting (jessl.train.flops): FLOPs of every process's steps, and training
+    # seconds (data wait + steps, no evaluation), both cumulative over the run
+    meter, wall_s = FlopMeter(scale=world), 0.0
     resume = latest_checkpoint(run_dir) if t.resume == "auto" else \
         (Path(t.resume) if t.resume else None)
     if t.resume == "auto" and resume is None:
@@ -133,6 +144,7 @@ def train(cfg: RunConfig) -> dict:
         loader.load_state_dict(ckpt["loader"])
         set_rng_state(ckpt["rng"])
         step = int(ckpt["step"])
+        meter.total, wall_s = float(ckpt.get("flops", 0.0)), float(ckpt.get("wall_s", 0.0))
         if ckpt.get("steps_per_epoch", steps_per_epoch) != steps_per_epoch:
             raise ValueError(f"{resume} was written with {ckpt['steps_per_epoch']} steps per "
                              f"epoch, this config gives {steps_per_epoch}: batch size or data "
@@ -158,24 +170,30 @@ def train(cfg: RunConfig) -> dict:
         embeddings.clear()
         model.train()
         loader.set_size(sizes[epoch])
-        loader.set_magnitude(magnitudes[epoch])
+        loader.set_magnitude(magnitudes[epoch], cfg.progressive.magnitude_scales)
         first = step - epoch * steps_per_epoch  # > 0 only when resuming mid-epoch
         bar = _progress(steps_per_epoch, first, f"epoch {epoch + 1}/{t.epochs}",
                         is_main and t.progress)
         epoch_loss, epoch_steps, wait, busy = 0.0, 0, 0.0, 0.0
         window = {"loss": 0.0, "n": 0, "wait": 0.0, "time": 0.0}
         probe_logs: dict = {}
-        tick = time.perf_counter()
+        tick, epoch_flops = time.perf_counter(), meter.total
         for batch in loader.iter_epoch(epoch, start=first):
             got = time.perf_counter()
             set_hyperparams(optimizer, lr=schedule["lr"][step],
                             momentum=schedule["momentum"][step],
                             weight_decay=schedule["weight_decay"][step])
             views_in = [v.to(device, non_blocking=True) for v in batch.views]  # no-op on the CPU
-            with autocast:
+            if hard is not None:  # m candidates -> the hardest pair (+ any local crops)
+                views_in = hard.select(method, views_in, meter)
+            key = shape_key(views_in)
+            with meter.measure("forward", key), autocast:
                 out = model(views_in)
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            with meter.measure("backward", key):
+                out.loss.backward()
+            meter.add("forward", key)
+            meter.add("backward", key)
             if cfg.optim.clip_grad > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_grad)
             method.before_optimizer_step(step, total_steps)
@@ -215,27 +233,35 @@ def train(cfg: RunConfig) -> dict:
                            "momentum": float(schedule["momentum"][step - 1]),
                            "weight_decay": float(schedule["weight_decay"][step - 1]),
                            "images_per_s": ips, "data_wait": wait_share,
+                           "flops": meter.total, "wall_s": wall_s + wait + busy,
                            **{k: _number(v) for k, v in out.logs.items()}, **probe_logs})
                 window = {"loss": 0.0, "n": 0, "wait": 0.0, "time": 0.0}
         bar.close()
 
         # --- end of epoch: probe on the val file, checkpoint ---------------------------------
         seconds = wait + busy
+        wall_s += seconds
         record = {"kind": "epoch", "epoch": epoch + 1, "step": step,
                   "loss": epoch_loss / max(epoch_steps, 1), "seconds": seconds,
                   "images_per_s": cfg.data.batch_size * epoch_steps / max(seconds, 1e-9),
                   "data_wait": wait / max(seconds, 1e-9), "view_size": sizes[epoch],
-                  "magnitude": magnitudes[epoch], **probe_logs}
+                  "magnitude": magnitudes[epoch], "flops": meter.total, "wall_s": wall_s,
+                  **probe_logs}
+        if hard is not None:  # the selection's share, measured, beside eq. 11's prediction
+            record.update(hard.summary(meter.total - epoch_flops - hard.stats["flops"], busy,
+                                       sizes[epoch]))
         if is_main and probe is not None and cfg.data.val:
             feats, val_labels = extract_features(backbone, cfg.data.val, eval_views,
                                                  cfg.eval.batch_size, cfg.data.threads or None,
                                                  channels_last=t.channels_last)
             record.update(probe.accuracy(probe_inputs(feats.to(device), blocks),
                                          val_labels.to(device)))
+        last = epoch + 1 == stop_epoch
+        if is_main and _knn_due(cfg, epoch):  # the last one: final_evaluation
+            record["knn_top1"] = knn_eval(cfg, backbone, eval_views)[0]
         log.write(record)
         say(_summary(record))
         result = record
-        last = epoch + 1 == stop_epoch
         if is_main and (last or (t.checkpoint_every and (epoch + 1) % t.checkpoint_every == 0)):
             atomic_save({
                 "epoch": epoch + 1, "step": step, "steps_per_epoch": steps_per_epoch,
@@ -243,6 +269,7 @@ def train(cfg: RunConfig) -> dict:
                 "probe": probe.state_dict() if probe is not None else None,
                 "probe_optimizer": probe.optimizer.state_dict() if probe is not None else None,
                 "loader": loader.state_dict(), "rng": rng_state(), "config": cfg.to_dict(),
+                "flops": meter.total, "wall_s": wall_s,
             }, checkpoint_path(run_dir, epoch + 1))
             prune_checkpoints(run_dir, t.keep_checkpoints)
 
@@ -361,7 +388,8 @@ def build_schedules(cfg: RunConfig, steps_per_epoch: int) -> dict:
     if o.schedule == "f1clr":
         warmup = min(max(warmup, 1), total - 1) if total > 1 else 0
         if total > 1:
-            lr, momentum = one_cycle_f1clr(peak, total, warmup)
+            lr, momentum = one_cycle_f1clr(peak, total, warmup, o.f1clr_momentum_high,
+                                           o.f1clr_momentum_low)
         else:
             lr, momentum = np.full(1, peak), np.full(1, o.momentum)
     else:
@@ -375,8 +403,7 @@ def final_evaluation(cfg: RunConfig, backbone: nn.Module, cifar_stem: bool, embe
                      eval_views: str, say=print) -> dict:
     """kNN top-1 of backbone features (train file -> val file), RankMe of the embeddings and
     of the val features, and optionally the kNN of the same network at random init."""
-    from jessl.eval.features import device_of, extract_features
-    from jessl.eval.knn import knn_accuracy
+    from jessl.eval.features import device_of
     from jessl.eval.rankme import rankme
     e, out = cfg.eval, {}
     if e.rankme and embeddings:
@@ -386,25 +413,12 @@ def final_evaluation(cfg: RunConfig, backbone: nn.Module, cifar_stem: bool, embe
             "that epoch's embeddings are gone")
     if not (e.knn and cfg.data.val):
         return out
-    cache = Path(cfg.train.out) / "features" if e.cache else None
-    threads = cfg.data.threads or None
-
-    def knn(net: nn.Module) -> tuple[float, torch.Tensor]:
-        train_f, train_y = extract_features(net, cfg.data.train, eval_views, e.batch_size,
-                                            threads, cache_dir=cache)
-        val_f, val_y = extract_features(net, cfg.data.val, eval_views, e.batch_size, threads,
-                                        cache_dir=cache)
-        keep = train_y >= 0
-        acc = knn_accuracy(train_f[keep], train_y[keep], val_f, val_y, ks=(e.k,),
-                           temperature=e.temperature)
-        return acc[f"k{e.k}_top1"], val_f
-
-    out["knn_top1"], val_f = knn(backbone)
+    out["knn_top1"], val_f = knn_eval(cfg, backbone, eval_views)
     if e.rankme:
         out["rankme_features"] = rankme(val_f)
     if e.baseline:
         baseline = make_backbone(cfg, cifar_stem).to(device_of(backbone))
-        out["knn_top1_random_init"], _ = knn(baseline)
+        out["knn_top1_random_init"], _ = knn_eval(cfg, baseline, eval_views)
     line = f"kNN top-1 (k={e.k}, T={e.temperature}): {out['knn_top1']:.2f}%"
     if e.baseline:
         line += f" (random init: {out['knn_top1_random_init']:.2f}%)"
@@ -412,6 +426,31 @@ def final_evaluation(cfg: RunConfig, backbone: nn.Module, cifar_stem: bool, embe
         line += f"; RankMe {out['rankme']:.1f}"
     say(line)
     return out
+
+
+def knn_eval(cfg: RunConfig, net: nn.Module, eval_views: str) -> tuple[float, torch.Tensor]:
+    """(kNN top-1 of `net`'s features, train file -> val file, as eval.k and eval.temperature
+    say; the val features (N, F))."""
+    from jessl.eval.features import extract_features
+    from jessl.eval.knn import knn_accuracy
+    e, threads = cfg.eval, cfg.data.threads or None
+    cache = Path(cfg.train.out) / "features" if e.cache else None
+    train_f, train_y = extract_features(net, cfg.data.train, eval_views, e.batch_size, threads,
+                                        cache_dir=cache)
+    val_f, val_y = extract_features(net, cfg.data.val, eval_views, e.batch_size, threads,
+                                    cache_dir=cache)
+    keep = train_y >= 0
+    acc = knn_accuracy(train_f[keep], train_y[keep], val_f, val_y, ks=(e.k,),
+                       temperature=e.temperature)
+    return acc[f"k{e.k}_top1"], val_f
+
+
+def _knn_due(cfg: RunConfig, epoch: int) -> bool:
+    """A kNN evaluation after this epoch (eval.knn_every), except after the run's last epoch,
+    which final_evaluation covers."""
+    e = cfg.eval
+    return bool(e.knn and e.knn_every and cfg.data.val and (epoch + 1) % e.knn_every == 0
+                and epoch + 1 < cfg.train.epochs)
 
 
 # --- the run folder -------------------------------------------------------------------------
@@ -533,7 +572,8 @@ def _number(v):
 
 def _summary(record: dict) -> str:
     parts = [f"epoch {record['epoch']}: loss {record['loss']:.4f}",
-             f"{record['images_per_s']:,.0f} img/s", f"data wait {100 * record['data_wait']:.0f}%"]
+             f"{record['images_per_s']:,.0f} img/s", f"data wait {100 * record['data_wait']:.0f}%",
+             f"{record['flops'] / PETA:.4g} PFLOPs, {record['wall_s'] / 60:.1f} min so far"]
     for key, value in record.items():
         if key.startswith("probe/") and key.endswith("top1"):
             parts.append(f"{key[6:]} {value:.1f}%")

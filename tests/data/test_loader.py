@@ -169,7 +169,7 @@ def test_progressive_resolution_and_magnitude_between_epochs(raw_file):
     loader = Loader(raw_file, 10, [View(size=32, crop="full", flip_p=0.0, jitter_p=1.0,
                                         grey_p=1.0, solarize_p=1.0)], seed=0)
     strong = next(iter(loader)).views[0]
-    loader.set_magnitude(0.0)
+    loader.set_magnitude(0.0, scales="photometric")  # the paper's "jitter" leaves grey on
     plain = next(iter(loader))
     ds = Reader(raw_file)
     image = torch.from_numpy(ds.read_image(int(plain.indices[0])).copy()).permute(2, 0, 1)

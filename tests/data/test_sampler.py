@@ -81,7 +81,7 @@ def test_disabled_ops_and_magnitude():
     ops = ints[:, 0, S.I_ORDER:S.I_ORDER + 4]
     assert ((ops == 2).sum(1) == 1).all() and ((ops == S.SKIP).sum(1) == 3).all()
     strong = View(size=32, jitter_p=1.0, grey_p=1.0, solarize_p=1.0, blur_p=1.0)
-    ints, _ = _draw(strong.scaled(0.0), n=200)
+    ints, _ = _draw(strong.scaled(0.0, scales="photometric"), n=200)
     assert (ints[:, 0, S.I_ORDER:] == [S.SKIP] * 4 + [0] * 5).all()
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from jessl.cli import main
-from jessl.train.curve import epoch_rows, final_record, markdown, read_metrics
+from jessl.train.curve import epoch_rows, final_record, markdown, reach, read_metrics
 
 
 def _write(run, records, tail=""):
@@ -16,7 +16,7 @@ def _write(run, records, tail=""):
 RECORDS = [
     {"time": 100.0, "kind": "step", "epoch": 1, "step": 10, "loss": 5.0},
     {"time": 160.0, "kind": "epoch", "epoch": 1, "step": 20, "loss": 4.5, "seconds": 60.0,
-     "view_size": 32, "probe/backbone_val_top1": 20.0},
+     "view_size": 32, "probe/backbone_val_top1": 20.0, "knn_top1": 35.0},
     # 30 s of training, then 30 s of probe evaluation before this record
     {"time": 220.0, "kind": "epoch", "epoch": 2, "step": 40, "loss": 4.0, "seconds": 30.0,
      "view_size": 16, "probe/backbone_val_top1": 30.0},
@@ -35,7 +35,7 @@ def test_rows_add_up_training_and_wall_minutes(tmp_path):
     assert rows[1]["wall_min"] == pytest.approx(120 / 60)  # from the first epoch's start (100 s)
     assert rows[1]["val_top1"] == 30.0
     text = markdown(rows, final_record(records))
-    assert "| 2 | 16 | 4.000 | 30.0% | 1.5 | 2.0 |" in text
+    assert "| 2 | 16 | 4.000 | 30.0% | 41.50% | n/a | 1.5 | 2.0 |" in text  # older run: no FLOPs
     assert "41.50%" in text and "random init 30.25%" in text
 
 
@@ -54,7 +54,7 @@ def test_command_prints_the_table_and_writes_the_plot(tmp_path, capsys):
     png = tmp_path / "curve.png"
     assert main(["curve", str(tmp_path / "run"), "--plot", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "| 1 | 32 | 4.500 | 20.0% | 1.0 | 1.0 |" in out
+    assert "| 1 | 32 | 4.500 | 20.0% | 35.00% | n/a | 1.0 | 1.0 |" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".curve.png.*"))  # no temporary file left behind
 
@@ -62,3 +62,21 @@ def test_command_prints_the_table_and_writes_the_plot(tmp_path, capsys):
 def test_command_names_a_folder_without_metrics(tmp_path, capsys):
     assert main(["curve", str(tmp_path / "nothing")]) == 1
     assert "nothing/metrics.jsonl: no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_reach_reports_flops_and_minutes_of_the_first_epoch_past_the_target(tmp_path, capsys):
+    records = [dict(r) for r in RECORDS]
+    records[1].update(flops=2e15, wall_s=50.0)  # wall_s (no eval) wins over summed seconds
+    records[2].update(flops=3e15, wall_s=75.0)
+    _write(tmp_path / "run", records)
+    rows = epoch_rows(read_metrics(tmp_path / "run"))
+    assert reach(rows, 30.0) == {"epoch": 1, "flops": 2e15, "train_min": 50 / 60,
+                                 "accuracy": 35.0}
+    assert reach(rows, 40.0)["epoch"] == 2  # the final kNN counts for the last epoch
+    assert reach(rows, 42.0) is None
+    assert reach(rows, 25.0, key="val_top1")["epoch"] == 2
+    assert main(["curve", str(tmp_path / "run"), "--reach", "40", "--reach", "50",
+                 "--plot", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert "FLOPs and minutes to reach 40% kNN: 3 PFLOPs, 1.2 min (epoch 2, kNN 41.50%)" in out
+    assert "to reach 50% kNN: not reached (best kNN 41.50%)" in out

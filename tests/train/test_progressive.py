@@ -1,11 +1,19 @@
 """Super Progressive Learning: the per-epoch size and magnitude schedule, and the trainer
 handing it to the loader."""
 
+from dataclasses import fields, replace
+
 import pytest
+import torch
 
 from jessl.config import ConfigError, load_config
 from jessl.data.loader import Loader
+from jessl.data.views import View, resolve_views
+from jessl.methods import build_method
+from jessl.models import build_backbone
+from jessl.train.flops import step_flops_on
 from jessl.train.progressive import progressive_schedule, relative_cost, stage_sizes
+from jessl.train.schedules import warmup_cosine
 from jessl.train.trainer import train
 
 from .conftest import tiny_overrides
@@ -19,18 +27,56 @@ def test_stage_sizes_follow_the_papers_steps():
         stage_sizes(40, 32)
 
 
-def test_schedule_warms_up_at_full_size_then_climbs_in_stages():
-    sizes, mags = progressive_schedule(13, 32, 16, warmup_epochs=1, min_magnitude=0.5)
-    assert sizes == [32, 16, 16, 20, 20, 24, 24, 24, 28, 28, 32, 32, 32]
-    assert all(a <= b for a, b in zip(sizes[1:], sizes[2:]))  # never shrinks after warm-up
-    assert mags[0] == 0.5 and mags[1] == 0.5 and mags[-1] == 1.0
-    assert all(a <= b for a, b in zip(mags, mags[1:]))
-    # each size's magnitude: linear in the stage number, 0.5 -> 1 over 5 stages
-    assert {s: m for s, m in zip(sizes[1:], mags[1:])} == {16: 0.5, 20: 0.625, 24: 0.75,
-                                                           28: 0.875, 32: 1.0}
-    # cost: pixels against full size all along (the inverse of the paper's eq. 9)
-    assert relative_cost(sizes, 32) == pytest.approx(
-        sum((s / 32) ** 2 for s in sizes) / 13)
+def test_schedule_has_the_papers_shape():
+    """Full size through the warm-up, then the inverse of the learning rate's cosine decay
+    (read off the trainer's own lr array), rounded to the stages; magnitude follows size."""
+    epochs, warm, per_epoch = 13, 2, 100
+    sizes, mags = progressive_schedule(epochs, 32, 16, warmup_epochs=warm, min_magnitude=0.5)
+    assert sizes[:warm] == [32, 32] and mags[:warm] == [0.5, 0.5]
+    lr = warmup_cosine(1.0, 0.0, epochs * per_epoch, warm * per_epoch)
+    stages = stage_sizes(16, 32)
+    for e in range(warm, epochs - 1):
+        target = 16 + 16 * (1 - lr[e * per_epoch + per_epoch // 2])  # 1 - lr/lr_max
+        assert sizes[e] == min(stages, key=lambda s: abs(s - target)), e
+    assert sizes[-1] == 32 and mags[-1] == 1.0
+    assert sizes[warm] == 16 and all(a <= b for a, b in zip(sizes[warm:], sizes[warm + 1:]))
+    # longer at the ends than in the middle, as a cosine is: not equal stages
+    counts = [sizes[warm:].count(s) for s in stages]
+    assert counts[0] > counts[2] and counts[-1] > counts[2]
+    assert {s: m for s, m in zip(sizes, mags) if s < 32} == {
+        s: 0.5 + 0.5 * (s - 16) / 16 for s in sizes if s < 32}
+
+
+def test_relative_cost_reports_eq9_pixels_and_flops():
+    sizes = [32, 16, 16, 24, 32]
+    cost = relative_cost(sizes, 32)
+    assert cost["eq9_speedup"] == pytest.approx((1 + 4 + 4 + (32 / 24) ** 2 + 1) / 5)  # eq. 9
+    assert cost["pixel_cost"] == pytest.approx((1 + 0.25 + 0.25 + 0.5625 + 1) / 5)
+    assert cost["eq9_speedup"] > 1 / cost["pixel_cost"]  # a mean of ratios overstates it
+    assert "flop_cost" not in cost
+    # measured: a head that costs the same at every size puts the FLOP ratio above the pixels'
+    torch.manual_seed(0)
+    method = build_method("simclr", build_backbone("small_cnn", True), "64-32")
+
+    def flops(size):
+        step = step_flops_on(method, [torch.randn(4, 3, size, size) for _ in range(2)])
+        return step["forward"] + step["backward"]
+
+    measured = relative_cost(sizes, 32, flops)["flop_cost"]
+    assert cost["pixel_cost"] < measured < cost["pixel_cost"] * 1.1
+
+
+def test_magnitude_scales_colour_jitter_strength_only():
+    view = resolve_views("simclr_cifar")[0]
+    view = replace(view, blur_p=0.5, solarize_p=0.2, noise_p=0.3)
+    half = view.scaled(0.5)
+    changed = {f.name for f in fields(View) if getattr(half, f.name) != getattr(view, f.name)}
+    assert changed == {"brightness", "contrast", "saturation", "hue"}
+    assert half.brightness == view.brightness / 2 and half.hue == view.hue / 2
+    broad = view.scaled(0.5, scales="photometric")  # the earlier variant, on request only
+    assert broad.grey_p == view.grey_p / 2 and broad.jitter_p == view.jitter_p / 2
+    with pytest.raises(ValueError, match="scales"):
+        view.scaled(0.5, scales="geometry")
 
 
 def test_schedule_edge_cases():

@@ -27,7 +27,7 @@ def full_run(tiny_files, tmp_path_factory):
     train_file, val_file = tiny_files
     out = tmp_path_factory.mktemp("runs") / "full"
     cfg = load_config(None, tiny_overrides(train_file, val_file, out,
-                                           {"eval.baseline": True}))
+                                           {"eval.baseline": True, "eval.knn_every": 1}))
     return cfg, out, train(cfg)
 
 
@@ -58,6 +58,16 @@ def test_run_folder_describes_the_run(full_run):
     final = records(out, "final")[0]
     for key in ("knn_top1", "knn_top1_random_init", "rankme"):
         assert key in metrics and final[key] == metrics[key]
+    # compute accounting: cumulative, every step the same shape so the same FLOPs, and the
+    # totals in the final record and results.json
+    flops = [r["flops"] for r in steps]
+    assert flops[0] > 0 and np.allclose(np.diff(flops), flops[0])
+    assert all(a < b for a, b in zip([r["wall_s"] for r in steps], [r["wall_s"] for r in steps][1:]))
+    assert epochs[-1]["flops"] == flops[-1] == final["flops"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["flops"] == flops[-1] and results["wall_s"] == epochs[-1]["wall_s"] > 0
+    assert state["flops"] == flops[-1]
+    assert 0 <= epochs[0]["knn_top1"] <= 100 and "knn_top1" not in epochs[1]  # final's own
     assert 0 <= metrics["knn_top1"] <= 100 and metrics["rankme"] >= 1
 
 
@@ -77,6 +87,10 @@ def test_schedule_arrays_drive_the_optimizer(full_run):
                                             "train.epochs=4"]), steps_per_epoch=4)
     assert f1["lr"].argmax() == 4 and f1["momentum"][0] == pytest.approx(0.95)
     assert f1["momentum"][4] == pytest.approx(0.85)  # momentum falls while lr rises
+    f1 = build_schedules(load_config(None, ["optim.schedule=f1clr", "optim.warmup_epochs=1",
+                                            "train.epochs=4", "optim.f1clr_momentum_high=0.9",
+                                            "optim.f1clr_momentum_low=0.8"]), steps_per_epoch=4)
+    assert f1["momentum"][0] == pytest.approx(0.9) and f1["momentum"][4] == pytest.approx(0.8)
 
 
 @pytest.mark.parametrize("method", ["simclr", "byol"])
@@ -106,6 +120,7 @@ def test_resume_continues_exactly(tiny_files, tmp_path, method):
     assert len(ref2) == 4 and got2 == ref2  # bit for bit
     assert [r["loss"] for r in resumed if r["epoch"] == 1] == \
         [r["loss"] for r in reference if r["epoch"] == 1]
+    assert [r["flops"] for r in resumed] == [r["flops"] for r in reference]  # restored
 
 
 def test_resume_restores_the_rngs(tiny_files, tmp_path, monkeypatch):

@@ -1,0 +1,211 @@
+"""The efficient-training ablation (Kocyigit, Hospedales & Bilen 2023, Table 3) on CIFAR-10.
+
+Five settings per method, each trained from scratch with `jessl.train.train` and measured by
+the trainer's own compute accounting (FLOPs counted with FlopCounterMode, training seconds
+without evaluation):
+
+    baseline        warm-up + cosine, `--epochs`, full size, no mining
+    F1-CLR          fixed 1-cycle lr and momentum (section 3.1), `--efficient-epochs`
+    F1-CLR+SPL      + Super Progressive Learning (3.2): full size in warm-up, then 16-32 px
+    F1-CLR+HA       + Hard Augment (3.3): hardest pair of 4 candidates, mined at 16 px
+    all three       F1-CLR + SPL + HA
+
+Each row gives the kNN top-1 (k=200, CIFAR-10 test; mean and spread over seeds), the
+training cost in petaFLOPs, the training minutes and the speed-ups against the baseline in
+FLOPs and in minutes, with the seed count. Everything else is docs/recipes/cifar10_simclr.yaml
+(small_cnn, batch 256, LARS, simclr_cifar views), with each method's own loss, views and lr.
+
+    python bench/efficient_ablation.py --data-root ../shared/data --out runs/ablation \\
+        --methods simclr,byol --seeds 0,1          # the full table: hours, run it alone
+    python bench/efficient_ablation.py --quick --out /tmp/ablation   # smoke test, ~2 min
+
+Finished runs are skipped when the command is run again (their results.json is read back),
+so an interrupted ablation continues. Writes OUT/ablation.json and OUT/table3.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from methods_no_collapse import subset_file  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "docs" / "recipes" / "cifar10_simclr.yaml"
+PETA = 1e15
+
+# the paper's Table 3 (SimSiam, ResNet-50, Imagenette, kNN): LR schedule, SPL, HA, kNN, speed-up
+PAPER_TABLE3 = [("CA", "-", "-", "90.9", "1.0x"), ("F1-CLR", "-", "-", "90.2 (-.7)", "1.7x"),
+                ("CA", "-", "yes", "89.8 (-1.1)", "1.8x"),
+                ("F1-CLR", "yes", "-", "90.1 (-.8)", "2.7x"),
+                ("F1-CLR", "-", "yes", "90.3 (-.6)", "1.5x"),
+                ("F1-CLR", "yes", "yes", "91.4 (+.5)", "2.4x")]
+
+# (name, F1-CLR, SPL, HA): the rows of our table, in order
+SETTINGS = [("baseline", False, False, False), ("F1-CLR", True, False, False),
+            ("F1-CLR+SPL", True, True, False), ("F1-CLR+HA", True, False, True),
+            ("all three", True, True, True)]
+
+# per-method overrides of the recipe: the method's own views come with its name; BYOL's lr is
+# the methods benchmark's (bench/methods_no_collapse.py, solo-learn's CIFAR BYOL: LARS 1.0)
+METHOD_SETTINGS = {
+    "simclr": {},
+    "byol": {"optim.lr": 1.0, "optim.scaling": "linear", "method.predictor_hidden": "4096"},
+    "simsiam": {"optim.lr": 1.0, "optim.scaling": "linear"},
+}
+
+
+def overrides(method: str, f1clr: bool, spl: bool, ha: bool, args) -> dict:
+    """The config of one cell of the table (on top of the recipe file)."""
+    o = {"method.name": method, **METHOD_SETTINGS.get(method, {}),
+         "train.epochs": args.efficient_epochs if f1clr else args.epochs,
+         "optim.schedule": "f1clr" if f1clr else "warmup_cosine",
+         # the recipe's SPL is part of it: the baseline runs at full size all along
+         "progressive.min_size": args.spl_min_size if spl else 0,
+         "hard_augment.enabled": ha, "hard_augment.candidates": args.candidates,
+         "hard_augment.size": args.ha_size,
+         "eval.knn_every": args.knn_every, "eval.baseline": False,
+         "train.progress": False, "train.keep_checkpoints": 1}
+    if f1clr:
+        o["optim.warmup_epochs"] = args.f1clr_warmup
+        if args.f1clr_lr_mult != 1.0:
+            o["optim.lr"] = args.f1clr_lr_mult * _base_lr(method)
+    if args.quick:
+        o.update({"data.batch_size": 64, "model.projector": "256-64", "eval.k": 20,
+                  "probe.enabled": False, "eval.rankme": False})
+        if method in ("byol", "simsiam"):
+            o["method.predictor_hidden"] = "64"
+    return o
+
+
+def _base_lr(method: str) -> float:
+    from jessl.config import load_config
+    return float(METHOD_SETTINGS.get(method, {}).get("optim.lr",
+                                                      load_config(RECIPE).optim.lr))
+
+
+def run_cell(out: Path, train_file: Path, val_file: Path, fields: dict, seed: int) -> dict:
+    """One training run (or its results.json when it finished before)."""
+    from jessl.config import load_config
+    from jessl.train.trainer import train
+    results = out / "results.json"
+    if results.is_file():
+        return json.loads(results.read_text())
+    fields = {**fields, "data.train": train_file, "data.val": val_file, "train.seed": seed,
+              "train.out": out}
+    cfg = load_config(RECIPE, [f"{k}={v}" for k, v in fields.items()])
+    if (out / "checkpoints").is_dir():
+        cfg.set("train.resume", "auto")
+    start = time.perf_counter()
+    metrics = train(cfg)
+    metrics["run_minutes"] = (time.perf_counter() - start) / 60
+    return metrics
+
+
+def _mean_spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def table(cells: dict, methods: list[str]) -> str:
+    """Markdown: one row per (method, setting), speed-ups against that method's baseline."""
+    lines = ["| method | setting | epochs | kNN top-1 (%) | vs baseline | petaFLOPs | training "
+             "min | speed-up, FLOPs | speed-up, time | seeds |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for method in methods:
+        base = cells.get((method, "baseline"))
+        for name, *_ in SETTINGS:
+            runs = cells.get((method, name))
+            if not runs:
+                continue
+            knn = [r["knn_top1"] for r in runs]
+            flops = statistics.mean(r["flops"] for r in runs)
+            minutes = statistics.mean(r["wall_s"] for r in runs) / 60
+            delta = speed_f = speed_t = ""
+            if base:
+                b_knn = statistics.mean(r["knn_top1"] for r in base)
+                delta = f"{statistics.mean(knn) - b_knn:+.2f}"
+                speed_f = f"{statistics.mean(r['flops'] for r in base) / flops:.2f}x"
+                speed_t = f"{statistics.mean(r['wall_s'] for r in base) / 60 / minutes:.2f}x"
+            lines.append(f"| {method} | {name} | {runs[0]['epoch']} | {_mean_spread(knn)} | "
+                         f"{delta} | {flops / PETA:.3f} | {minutes:.1f} | {speed_f} | "
+                         f"{speed_t} | {len(runs)} |")
+    return "\n".join(lines)
+
+
+def paper_table() -> str:
+    lines = ["| LR schedule | Sup. Prog. | Hard Aug. | kNN (%) | speed-up |",
+             "|---|---|---|---:|---:|"]
+    lines += [f"| {' | '.join(row)} |" for row in PAPER_TABLE3]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--data-root", default="../shared/data", help="folder with cifar10_jpeg_*.npz")
+    p.add_argument("--out", default="runs/efficient_ablation")
+    p.add_argument("--methods", default="simclr,byol", help="comma-separated jessl methods")
+    p.add_argument("--seeds", default="0,1", help="comma-separated train.seed values")
+    p.add_argument("--settings", default=",".join(s[0] for s in SETTINGS),
+                   help="comma-separated subset of the rows")
+    p.add_argument("--epochs", type=int, default=15, help="baseline epochs")
+    p.add_argument("--efficient-epochs", type=int, default=9,
+                   help="F1-CLR rows' epochs (the paper: 480 against the baseline's 800)")
+    p.add_argument("--f1clr-warmup", type=float, default=1.5,
+                   help="F1-CLR warm-up epochs (the paper: 80 of 480, a sixth)")
+    p.add_argument("--f1clr-lr-mult", type=float, default=1.0,
+                   help="F1-CLR peak lr over the baseline's (the paper: 0.2 / 0.1 = 2)")
+    p.add_argument("--spl-min-size", type=int, default=16, help="SPL's smallest view, px")
+    p.add_argument("--candidates", type=int, default=4, help="Hard Augment's m")
+    p.add_argument("--ha-size", type=int, default=16, help="Hard Augment's selection px")
+    p.add_argument("--knn-every", type=int, default=0,
+                   help="kNN every N epochs too (for `jessl curve --reach`); 0 = at the end")
+    p.add_argument("--images", type=int, default=50000, help="CIFAR-10 train images used")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: 512 train / 512 test images, 2 + 2 epochs, one seed")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.images, args.epochs, args.efficient_epochs, args.seeds = 512, 2, 2, "0"
+        args.f1clr_warmup, args.spl_min_size = 0.5, 16
+    root, out = Path(args.data_root), Path(args.out)
+    if not (root / "cifar10_jpeg_train.npz").is_file():
+        raise SystemExit(f"{root}/cifar10_jpeg_train.npz not found: give --data-root "
+                         f"(the shared CIFAR-10 .npz files)")
+    out.mkdir(parents=True, exist_ok=True)
+    val_images = 512 if args.quick else 10000
+    train_file = subset_file(root / "cifar10_jpeg_train.npz",
+                             out / f"cifar10_train_{args.images}.jessl", args.images)
+    val_file = subset_file(root / "cifar10_jpeg_test.npz",
+                           out / f"cifar10_test_{val_images}.jessl", val_images)
+    methods = args.methods.split(",")
+    wanted = args.settings.split(",")
+    cells: dict = {}
+    for method in methods:
+        for name, f1clr, spl, ha in SETTINGS:
+            if name not in wanted:
+                continue
+            fields = overrides(method, f1clr, spl, ha, args)
+            for seed in (int(s) for s in args.seeds.split(",")):
+                slug = f"{method}_{name.replace(' ', '_').replace('+', '_')}_s{seed}"
+                result = run_cell(out / slug, train_file, val_file, fields, seed)
+                cells.setdefault((method, name), []).append(result)
+                (out / "ablation.json").write_text(json.dumps(
+                    {"args": vars(args), "runs": {f"{m}/{n}": r for (m, n), r in cells.items()}},
+                    indent=1) + "\n")
+    text = ("## Ours (CIFAR-10, small_cnn)\n\n" + table(cells, methods) +
+            "\n\n## The paper's Table 3 (SimSiam, ResNet-50, Imagenette)\n\n" + paper_table() + "\n")
+    (out / "table3.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
