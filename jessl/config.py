@@ -42,6 +42,7 @@ class DataConfig:
     train: str = ""  # dataset file (jessl convert) the network is pretrained on
     val: str = ""  # dataset file for the per-epoch probe accuracy and the final kNN; "" = none
     views: str = ""  # view preset (jessl.data.views.PRESETS); "" = the method's own, + "_cifar" for images <= 64 px
+    local_views: int | None = None  # multi-crop (SwAV, Caron et al. 2020, section 3.2): the 2 global views + this many local ones of the multicrop preset, from one decode; None = the method's own (DINO: 6, DINO section 3.1 / main_dino.py --local_crops_number 8 at ViT scale; two-view methods: 0). Methods with multicrop = True take it
     batch_size: int = 256  # images per optimizer step over all processes (global batch), SimCLR/BYOL/VICReg use 4096 on TPUs; 256 is the Cookbook's single-node default
     threads: int = 0  # loader threads per process; 0 = every core this process may use
     order: str = "random"  # random | quasi_random (files larger than RAM, FFCV) | sequential
@@ -274,6 +275,14 @@ class RunConfig:
             if d.views not in PRESETS:
                 raise ConfigError(f"data.views: unknown view preset {d.views!r}; known: "
                                   f"{', '.join(sorted(PRESETS))}")
+        method_cls = _methods()[self.method.name]
+        if d.local_views is not None:
+            if d.local_views < 0:
+                raise ConfigError(f"data.local_views must be >= 0, got {d.local_views}")
+            if d.local_views and not method_cls.multicrop:
+                takers = sorted(n for n, c in _methods().items() if c.multicrop)
+                raise ConfigError(f"data.local_views: method {self.method.name!r} takes no local "
+                                  f"views (multi-crop); methods that do: {', '.join(takers)}")
         for name in ("threads", "prefetch"):
             if getattr(d, name) < 0:
                 raise ConfigError(f"data.{name} must be >= 0, got {getattr(d, name)}")
@@ -333,8 +342,7 @@ class RunConfig:
             raise ConfigError(f"progressive.min_magnitude must be in [0, 1], got "
                               f"{g.min_magnitude}")
         if g.min_size:
-            from jessl.data.views import resolve_views
-            full = min(resolve_views(self.views_preset())[0].hw)
+            full = min(self.view_list()[0].hw)
             if g.min_size > full:
                 raise ConfigError(f"progressive.min_size {g.min_size} is larger than the "
                                   f"views' size {full}")
@@ -365,15 +373,31 @@ class RunConfig:
             raise ConfigError(f"data.views: method {self.method.name!r} asks for view preset "
                               f"{views!r}, which jessl.data.views does not define; name one with "
                               f"--data.views (known: {', '.join(sorted(PRESETS))})")
+        try:
+            self.view_list()
+        except ValueError as err:
+            raise ConfigError(f"data.local_views: {err}") from None
         return self
 
     def views_preset(self) -> str:
-        """data.views, or the method's preset + "_cifar" when the train images are <= 64 px."""
+        """data.views, or the method's preset ("multicrop" when data.local_views > 0) + "_cifar"
+        when the train images are <= 64 px."""
         if self.data.views:
             return self.data.views
         from jessl.eval.features import small_images
-        return _methods()[self.method.name].views + ("_cifar" if small_images(self.data.train)
-                                                     else "")
+        preset = _methods()[self.method.name].views
+        if self.data.local_views:
+            preset = "multicrop"
+        return preset + ("_cifar" if small_images(self.data.train) else "")
+
+    def view_list(self) -> list:
+        """The views the loader draws: the preset's, with data.local_views local views when the
+        method takes multi-crop and the count is set (`jessl.data.views.with_local_views`)."""
+        from jessl.data.views import resolve_views, with_local_views
+        views = resolve_views(self.views_preset())
+        if self.data.local_views is None or not _methods()[self.method.name].multicrop:
+            return views
+        return with_local_views(views, self.data.local_views, self.views_preset())
 
 
 # --- the method registry, imported lazily (methods import torch and models) ----------------

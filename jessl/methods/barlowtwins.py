@@ -1,4 +1,7 @@
-"""Barlow Twins (Zbontar et al. 2021): drive the views' cross-correlation to the identity."""
+"""Barlow Twins (Zbontar et al. 2021): drive the views' cross-correlation to the identity.
+
+With multi-crop (data.local_views k) the loss is the mean over the 1 + 2k pairs of a global view
+with another view (`crop_pairs`, symmetric): global-global once and every global-local pair."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from dataclasses import dataclass
 
 from ..losses import barlow_twins
 from ..models import heads
-from .base import Method, StepOutput, apply_head, encode
+from .base import Method, StepOutput, apply_head, crop_pairs, encode, mean_over_pairs
 
 
 @dataclass
@@ -19,6 +22,7 @@ class BarlowTwins(Method):
     options = BarlowTwinsOptions
     views = "byol"  # Barlow Twins section 3 uses BYOL's augmentations
     num_views = 2
+    multicrop = True
     default_projector = "8192-8192-8192"  # Barlow Twins section 4 / main.py --projector
 
     def __init__(self, backbone, projector=None, opts=None, gather=None):
@@ -32,7 +36,9 @@ class BarlowTwins(Method):
 
     def forward(self, views):
         self.check_views(views)
-        h = encode(self.backbone, views)  # 2 x (B, F)
-        z = apply_head(self.projector, h)  # 2 x (B, D)
-        loss = barlow_twins(z[0], z[1], self.opts.lambd, gather=self.gather)
+        h = encode(self.backbone, views)  # V x (B, F)
+        z = apply_head(self.projector, h)  # V x (B, D)
+        loss = mean_over_pairs(lambda g, v: barlow_twins(z[g], z[v], self.opts.lambd,
+                                                         gather=self.gather),
+                               crop_pairs(len(views), symmetric=True))
         return StepOutput(loss, h[0].detach(), z[0].detach())

@@ -12,9 +12,7 @@ from torch import nn
 
 from ..losses import dino_loss, update_center
 from ..models import heads
-from .base import Method, StepOutput, cosine_at, ema_copy, ema_update_, encode
-
-N_GLOBAL = 2  # DINO's two global crops: the only views the teacher sees
+from .base import N_GLOBAL, Method, StepOutput, cosine_at, ema_copy, ema_update_, encode
 
 
 @dataclass
@@ -40,7 +38,8 @@ class DINO(Method):
     name = "dino"
     options = DINOOptions
     views = "multicrop"  # 2 global crops then the local ones
-    num_views = None  # any number >= 2: the first 2 are the global views
+    num_views = None  # any number >= 2: the first 2 are the global views, the only ones the
+    multicrop = True  # teacher sees
     # DINOHead: 3 layers, hidden 2048, bottleneck 256, GELU, no BN (use_bn_in_head False); the
     # L2-normalised bottleneck then feeds the weight-normalised prototype layer
     default_projector = "2048-2048-256"

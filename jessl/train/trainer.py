@@ -50,9 +50,10 @@ def train(cfg: RunConfig) -> dict:
     from jessl.eval.features import extract_features, small_images
     small = small_images(cfg.data.train)
     views = cfg.views_preset()
-    loader = Loader(cfg.data.train, cfg.data.batch_size // world, views, order=cfg.data.order,
-                    seed=t.seed, drop_last=True, num_threads=cfg.data.threads or None,
-                    rank=distributed.rank(), world_size=world, prefetch=cfg.data.prefetch,
+    loader = Loader(cfg.data.train, cfg.data.batch_size // world, cfg.view_list(),
+                    order=cfg.data.order, seed=t.seed, drop_last=True,
+                    num_threads=cfg.data.threads or None, rank=distributed.rank(),
+                    world_size=world, prefetch=cfg.data.prefetch,
                     channels_last=t.channels_last)
     steps_per_epoch = len(loader)
     total_steps = t.epochs * steps_per_epoch
