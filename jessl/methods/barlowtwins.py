@@ -24,6 +24,20 @@ class BarlowTwins(Method):
     num_views = 2
     multicrop = True
     default_projector = "8192-8192-8192"  # Barlow Twins section 4 / main.py --projector
+    # Barlow Twins section 4 "Implementation details" (ImageNet, 1000 epochs, batch 2048)
+    recipe = {
+        "optim.optimizer": ("lars", "Barlow Twins section 4, main.py LARS"),
+        # the paper's 0.2 is for weights; biases and BN get 0.0048 (main.py
+        # --learning-rate-biases), which jessl's single lr does not separate
+        "optim.lr": (0.2, "per 256 images, Barlow Twins section 4: 0.2 x B/256 for the weights "
+                          "(main.py --learning-rate-weights); biases there get 0.0048"),
+        "optim.scaling": ("linear", "Barlow Twins section 4"),
+        "optim.weight_decay": (1.5e-6, "Barlow Twins section 4, main.py --weight-decay"),
+        "optim.momentum": (0.9, "LARS momentum, main.py"),
+        "optim.warmup_epochs": (10.0, "Barlow Twins section 4: 10 warm-up epochs"),
+        "optim.final_lr": (0.001, "Barlow Twins section 4: cosine decay by a factor 1000 "
+                                  "(main.py end_lr = base_lr x 0.001)"),
+    }
 
     def __init__(self, backbone, projector=None, opts=None, gather=None):
         super().__init__(backbone, projector, opts, gather)

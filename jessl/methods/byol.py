@@ -32,6 +32,16 @@ class BYOL(Method):
     num_views = 2
     multicrop = True
     default_projector = "4096-256"  # BYOL section 3.3: Linear 4096-BN-ReLU-Linear 256
+    # BYOL section 3.3 "Optimization" (ImageNet, 1000 epochs, batch 4096)
+    recipe = {
+        "optim.optimizer": ("lars", "BYOL section 3.3, biases and BN excluded from LARS and decay"),
+        "optim.lr": (0.2, "per 256 images, BYOL section 3.3: 0.2 x B/256"),
+        "optim.scaling": ("linear", "BYOL section 3.3"),
+        "optim.weight_decay": (1.5e-6, "BYOL section 3.3"),
+        "optim.momentum": (0.9, "LARS momentum, BYOL's reference code"),
+        "optim.warmup_epochs": (10.0, "BYOL section 3.3: cosine decay after 10 warm-up epochs"),
+        "optim.final_lr": (0.0, "BYOL section 3.3: cosine decay, no restarts"),
+    }
 
     def __init__(self, backbone, projector=None, opts=None, gather=None):
         # gather unused: neg_cosine is a per-sample mean, exact under DDP (jessl.distributed)

@@ -32,6 +32,16 @@ class NNCLR(Method):
     num_views = 2
     multicrop = True
     default_projector = "2048-2048-256"  # NNCLR section 4.1: 3 layers, hidden 2048, output 256
+    # NNCLR section 4.1 "Implementation details" (ImageNet, 1000 epochs, batch 4096)
+    recipe = {
+        "optim.optimizer": ("lars", "NNCLR section 4.1"),
+        "optim.lr": (0.3, "per 256 images, NNCLR section 4.1: base lr 0.3 x B/256"),
+        "optim.scaling": ("linear", "NNCLR section 4.1"),
+        "optim.weight_decay": (1e-6, "NNCLR section 4.1"),
+        "optim.momentum": (0.9, "LARS momentum (SimCLR's setup, which NNCLR follows)"),
+        "optim.warmup_epochs": (10.0, "NNCLR section 4.1: cosine decay after 10 warm-up epochs"),
+        "optim.final_lr": (0.0, "NNCLR section 4.1: cosine decay"),
+    }
 
     def __init__(self, backbone, projector=None, opts=None, gather=None):
         super().__init__(backbone, projector, opts, gather)

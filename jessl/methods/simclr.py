@@ -29,6 +29,18 @@ class SimCLR(Method):
     # SimCLR v2 (Chen et al. 2020b) section 2: a 3-layer head of width 2048 ending in 128; FFCV-SSL
     # Table 1: 3 layers beat 2 at every batch size (v1's was 2048-128)
     default_projector = "2048-2048-128"
+    # SimCLR appendix B.1 (ImageNet, 100-800 epochs at batch 256-8192): RunConfig's defaults. A
+    # short CPU run wants the square-root rule, docs/recipes/cifar10_simclr.yaml
+    recipe = {
+        "optim.optimizer": ("lars", "SimCLR appendix B.1: LARS at every batch size"),
+        "optim.lr": (0.3, "per 256 images, SimCLR appendix B.1: 0.3 x B/256"),
+        "optim.scaling": ("linear", "SimCLR appendix B.1 (0.075 x sqrt(B) for small batches "
+                                    "and short runs, appendix B.1 figure B.1)"),
+        "optim.weight_decay": (1e-6, "SimCLR appendix B.1"),
+        "optim.momentum": (0.9, "LARS momentum, SimCLR's lars_optimizer.py"),
+        "optim.warmup_epochs": (10.0, "SimCLR appendix B.1: linear warm-up for 10 epochs"),
+        "optim.final_lr": (0.0, "SimCLR appendix B.1: cosine decay without restarts, to 0"),
+    }
 
     def __init__(self, backbone, projector=None, opts=None, gather=None):
         super().__init__(backbone, projector, opts, gather)

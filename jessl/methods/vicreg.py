@@ -27,6 +27,17 @@ class VICReg(Method):
     num_views = 2
     multicrop = True
     default_projector = "8192-8192-8192"  # VICReg section 4.1 / main_vicreg.py --mlp
+    # VICReg section 4.1 and appendix C (ImageNet, 1000 epochs, batch 2048); main_vicreg.py
+    recipe = {
+        "optim.optimizer": ("lars", "VICReg section 4.1, main_vicreg.py LARS"),
+        "optim.lr": (0.2, "per 256 images, VICReg section 4.1: base_lr 0.2 x B/256 "
+                          "(main_vicreg.py --base-lr)"),
+        "optim.scaling": ("linear", "VICReg section 4.1"),
+        "optim.weight_decay": (1e-6, "VICReg section 4.1, main_vicreg.py --wd"),
+        "optim.momentum": (0.9, "LARS momentum, main_vicreg.py"),
+        "optim.warmup_epochs": (10.0, "VICReg section 4.1, main_vicreg.py adjust_learning_rate"),
+        "optim.final_lr": (0.001, "main_vicreg.py adjust_learning_rate: end_lr = base_lr x 0.001"),
+    }
 
     def __init__(self, backbone, projector=None, opts=None, gather=None):
         super().__init__(backbone, projector, opts, gather)

@@ -328,6 +328,7 @@ def view_schedule(cfg: RunConfig, loader) -> tuple[list[int], list[float]]:
 def build_schedules(cfg: RunConfig, steps_per_epoch: int) -> dict:
     """{"lr", "momentum", "weight_decay"}: arrays of one value per step, plus "peak_lr" (the
     per-256 lr scaled to the global batch, SSL Cookbook 3.8.1) and "warmup_steps"."""
+    from jessl.train.optim import weight_decay_schedule
     from jessl.train.schedules import one_cycle_f1clr, scaled_lr, warmup_cosine
     o = cfg.optim
     total = cfg.train.epochs * steps_per_epoch
@@ -343,7 +344,8 @@ def build_schedules(cfg: RunConfig, steps_per_epoch: int) -> dict:
     else:
         lr = warmup_cosine(peak, peak * o.final_lr, total, warmup)
         momentum = np.full(total, o.momentum)
-    return {"lr": lr, "momentum": momentum, "weight_decay": np.full(total, o.weight_decay),
+    return {"lr": lr, "momentum": momentum,
+            "weight_decay": weight_decay_schedule(o.weight_decay, o.weight_decay_end, total),
             "peak_lr": peak, "warmup_steps": warmup}
 
 

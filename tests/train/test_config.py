@@ -125,7 +125,7 @@ def test_command_help_lists_the_method_options(capsys):
     text = capsys.readouterr().out
     assert "--optim.lr" in text and "per 256 images" in text  # common options, with sources
     assert "--method.momentum FLOAT  (default 0.996)" in text and "BYOL section 3.2" in text
-    assert "temperature" in method_help("simclr") and "momentum" not in method_help("simclr")
+    assert "temperature" in method_help("simclr") and "--method.momentum" not in method_help("simclr")
 
 
 def test_a_cuda_device_without_a_gpu_is_refused_and_auto_falls_back(tiny_files, tmp_path,
