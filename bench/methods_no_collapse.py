@@ -40,6 +40,11 @@ SETTINGS = {
     "nnclr": {"optim.lr": 0.4, "method.temperature": 0.2},
     "dino": {"optim.lr": 0.3, "method.num_prototypes": 4096, "optim.clip_grad": 3.0},
 }
+# the optimizer every method ran with when docs/benchmarks.md's table was measured (RunConfig's
+# defaults then): pinned, so each method's recipe (jessl.methods, Method.recipe) leaves it as it was
+SHARED = {"optim.optimizer": "lars", "optim.scaling": "linear", "optim.weight_decay": 1e-6,
+          "optim.weight_decay_end": "none", "optim.momentum": 0.9, "optim.final_lr": 0.0,
+          "optim.clip_grad": 0.0}
 
 
 def subset_file(npz: Path, out: Path, n: int, seed: int = 0) -> Path:
@@ -67,7 +72,7 @@ def run_method(name: str, train_file: Path, val_file: Path, out: Path, epochs: i
               "data.batch_size": batch_size, "model.backbone": "small_cnn",
               "optim.warmup_epochs": 1, "train.epochs": epochs, "train.channels_last": True,
               "train.out": out / name, "train.progress": False, "train.keep_checkpoints": 1,
-              "eval.baseline": baseline, **SETTINGS.get(name, {})}
+              "eval.baseline": baseline, **SHARED, **SETTINGS.get(name, {})}
     cfg = load_config(None, [f"{k}={v}" for k, v in fields.items()] + list(overrides))
     start = time.perf_counter()
     metrics = train(cfg)

@@ -10,6 +10,11 @@ dataclass field they name:
 The `method` section holds the method's name and that method's own options (the `options`
 dataclass of `jessl.methods.METHODS[name]`), flat: `--method.temperature 0.2`.
 Every default says its unit and its source.
+
+Each method's paper settings (`Method.recipe`: optimizer, lr and its scaling, weight decay ...)
+replace RunConfig's defaults for the keys nobody set: a value from a file, an override or
+`set()` always wins, whatever the order. `cfg.sources` says where each such key came from, and
+`to_yaml` writes it beside the value, so a saved config shows which numbers were the paper's.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class DataConfig:
     train: str = ""  # dataset file (jessl convert) the network is pretrained on
     val: str = ""  # dataset file for the per-epoch probe accuracy and the final kNN; "" = none
     views: str = ""  # view preset (jessl.data.views.PRESETS); "" = the method's own, + "_cifar" for images <= 64 px
+    local_views: int | None = None  # multi-crop (SwAV, Caron et al. 2020, section 3.2): the 2 global views + this many local ones of the multicrop preset, from one decode; None = the method's preset as it is (multicrop: 6 local, SwAV section 4's 2x224 + 6x96; two-view presets: 0). Methods with multicrop = True take it
     batch_size: int = 256  # images per optimizer step over all processes (global batch), SimCLR/BYOL/VICReg use 4096 on TPUs; 256 is the Cookbook's single-node default
     threads: int = 0  # loader threads per process; 0 = every core this process may use
     order: str = "random"  # random | quasi_random (files larger than RAM, FFCV) | sequential
@@ -75,6 +81,7 @@ class OptimConfig:
     scaling: str = "linear"  # linear: lr x B/256 (Goyal et al. 2017) | sqrt: lr x sqrt(B/256) for small batches (SSL Cookbook 3.8.1)
     final_lr: float = 0.0  # fraction of the peak lr reached at the last step of warmup_cosine (SimCLR: 0)
     weight_decay: float = 1e-6  # SimCLR appendix B.1 (LARS); biases and norm layers get none
+    weight_decay_end: float | None = None  # weight decay at the last step, cosine from weight_decay (DINO section 4.1: 0.04 -> 0.4); None = constant
     momentum: float = 0.9  # SGD/LARS momentum or AdamW beta1, SimCLR/BYOL/VICReg; f1clr schedules its own (f1clr_momentum_high -> low -> high)
     f1clr_momentum_high: float = 0.95  # F1-CLR's beta_h (eq. 8), at the start and the end; the paper prints none: Smith 2018 (arXiv:1803.09820) section 4.3's 1cycle value, torch OneCycleLR's max_momentum
     f1clr_momentum_low: float = 0.85  # F1-CLR's beta_l, at the lr peak; same sources (OneCycleLR's base_momentum)
@@ -166,6 +173,31 @@ class RunConfig:
 
     # --- dict / YAML ----------------------------------------------------------------------
 
+    sources: dict = field(default_factory=dict, repr=False, compare=False)  # key -> origin
+
+    def __post_init__(self):
+        self._apply_recipe()
+
+    # --- where each value came from: the user, or the method's recipe ---------------------
+
+    def _apply_recipe(self) -> None:
+        """Put the method's recipe on every key the user did not set, after taking the previous
+        method's recipe values back to RunConfig's defaults."""
+        for key, origin in list(self.sources.items()):
+            if origin != USER:
+                section, name = _split_key(key)
+                setattr(getattr(self, section), name, getattr(SECTIONS[section](), name))
+                del self.sources[key]
+        cls = _methods().get(self.method.name)
+        if cls is None:
+            return
+        for key, (value, source) in cls.recipe_for(self.method.resolved_options()).items():
+            if self.sources.get(key) != USER:
+                section, name = _split_key(key)
+                target = getattr(self, section)
+                setattr(target, name, _convert(value, _field_types(type(target))[name], key))
+                self.sources[key] = f"{self.method.name} recipe: {source}"
+
     def to_dict(self) -> dict:
         """Plain nested dict; the method's options are flattened into the method section."""
         out = {}
@@ -201,7 +233,8 @@ class RunConfig:
         return cfg
 
     def to_yaml(self, path=None) -> str:
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The config as YAML; keys that came from the method's recipe carry it as a comment."""
+        text = _with_sources(yaml.safe_dump(self.to_dict(), sort_keys=False), self.sources)
         if path is not None:
             Path(path).write_text(text)
         return text
@@ -237,6 +270,7 @@ class RunConfig:
             setattr(opts, name, _convert(value, _field_types(type(opts))[name],
                                          f"method.{name}"))
             target.options = opts
+            self._apply_recipe()  # MoCo's recipe follows its version
             return
         types_ = _field_types(type(target))
         if name not in types_ or name == "options":
@@ -249,6 +283,10 @@ class RunConfig:
             method_options_type(new)  # unknown method: fail here with the list of known ones
             target.options = None  # another method: its own options, at their defaults
         setattr(target, name, new)
+        if section == "method":
+            self._apply_recipe()
+        else:
+            self.sources[f"{section}.{name}"] = USER
 
     def get(self, key):
         section, name = _split_key(key)
@@ -292,6 +330,14 @@ class RunConfig:
             if d.views not in PRESETS:
                 raise ConfigError(f"data.views: unknown view preset {d.views!r}; known: "
                                   f"{', '.join(sorted(PRESETS))}")
+        method_cls = _methods()[self.method.name]
+        if d.local_views is not None:
+            if d.local_views < 0:
+                raise ConfigError(f"data.local_views must be >= 0, got {d.local_views}")
+            if d.local_views and not method_cls.multicrop:
+                takers = sorted(n for n, c in _methods().items() if c.multicrop)
+                raise ConfigError(f"data.local_views: method {self.method.name!r} takes no local "
+                                  f"views (multi-crop); methods that do: {', '.join(takers)}")
         for name in ("threads", "prefetch"):
             if getattr(d, name) < 0:
                 raise ConfigError(f"data.{name} must be >= 0, got {getattr(d, name)}")
@@ -314,6 +360,8 @@ class RunConfig:
         if o.schedule not in SCHEDULES:
             raise ConfigError(f"optim.schedule: unknown schedule {o.schedule!r}; known: "
                               f"{', '.join(SCHEDULES)}")
+        if o.weight_decay_end is not None and o.weight_decay_end < 0:
+            raise ConfigError(f"optim.weight_decay_end must be >= 0, got {o.weight_decay_end}")
         for name in ("weight_decay", "clip_grad", "warmup_epochs", "final_lr"):
             if getattr(o, name) < 0:
                 raise ConfigError(f"optim.{name} must be >= 0, got {getattr(o, name)}")
@@ -359,8 +407,7 @@ class RunConfig:
             raise ConfigError(f"progressive.magnitude_scales: unknown {g.magnitude_scales!r}; "
                               f"known: {', '.join(MAGNITUDE_SCALES)}")
         if g.min_size:
-            from jessl.data.views import resolve_views
-            full = min(resolve_views(self.views_preset())[0].hw)
+            full = min(self.view_list()[0].hw)
             if g.min_size > full:
                 raise ConfigError(f"progressive.min_size {g.min_size} is larger than the "
                                   f"views' size {full}")
@@ -394,6 +441,10 @@ class RunConfig:
             raise ConfigError(f"data.views: method {self.method.name!r} asks for view preset "
                               f"{views!r}, which jessl.data.views does not define; name one with "
                               f"--data.views (known: {', '.join(sorted(PRESETS))})")
+        try:
+            self.view_list()
+        except ValueError as err:
+            raise ConfigError(f"data.local_views: {err}") from None
         return self
 
     def _validate_hard_augment(self) -> None:
@@ -418,12 +469,41 @@ class RunConfig:
                                   f"pair of same-size views to mine")
 
     def views_preset(self) -> str:
-        """data.views, or the method's preset + "_cifar" when the train images are <= 64 px."""
+        """data.views, or the method's preset ("multicrop" when data.local_views > 0) + "_cifar"
+        when the train images are <= 64 px."""
         if self.data.views:
             return self.data.views
         from jessl.eval.features import small_images
-        return _methods()[self.method.name].views + ("_cifar" if small_images(self.data.train)
-                                                     else "")
+        preset = _methods()[self.method.name].views
+        if self.data.local_views:
+            preset = "multicrop"
+        return preset + ("_cifar" if small_images(self.data.train) else "")
+
+    def view_list(self) -> list:
+        """The views the loader draws: the preset's, with data.local_views local views when the
+        method takes multi-crop and the count is set (`jessl.data.views.with_local_views`)."""
+        from jessl.data.views import resolve_views, with_local_views
+        views = resolve_views(self.views_preset())
+        if self.data.local_views is None or not _methods()[self.method.name].multicrop:
+            return views
+        return with_local_views(views, self.data.local_views, self.views_preset())
+
+
+USER = "set"  # sources[key] of a value from a file, an override or set()
+
+
+def _with_sources(text: str, sources: dict) -> str:
+    """safe_dump's two-level YAML with '# <origin>' after every key whose origin is a recipe."""
+    lines, section = [], None
+    for line in text.splitlines():
+        if line and not line.startswith(" "):
+            section = line.split(":", 1)[0]
+        elif section is not None and line.startswith("  ") and not line.startswith("   "):
+            origin = sources.get(f"{section}.{line.strip().split(':', 1)[0]}")
+            if origin is not None and origin != USER:
+                line += f"  # {origin}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 # --- the method registry, imported lazily (methods import torch and models) ----------------

@@ -243,16 +243,20 @@ def nnclr(
     z1, z2; support_set: (Q, D), e.g. from `jessl.queues`. Gradient reaches p only."""
     p1 = z1 if p1 is None else p1
     p2 = z2 if p2 is None else p2
-    nn1 = nearest_neighbour(z1, support_set)  # (B, D)
-    nn2 = nearest_neighbour(z2, support_set)
-    nn1, nn2 = _gather_pair(nn1, nn2, gather)  # (N, D)
-    p1, p2 = _gather_pair(p1, p2, gather)
-    p1 = F.normalize(p1, dim=1)
-    p2 = F.normalize(p2, dim=1)
-    targets = torch.arange(nn1.shape[0], device=nn1.device)
-    loss12 = F.cross_entropy(nn1 @ p2.T / temperature, targets)  # logits (N, N)
-    loss21 = F.cross_entropy(nn2 @ p1.T / temperature, targets)
-    return 0.5 * (loss12 + loss21)
+    return 0.5 * (nnclr_one_way(z1, p2, support_set, temperature, gather)
+                  + nnclr_one_way(z2, p1, support_set, temperature, gather))
+
+
+def nnclr_one_way(z: Tensor, p: Tensor, support_set: Tensor, temperature: float,
+                  gather: Gather | None = None) -> Tensor:
+    """One direction of `nnclr` (NNCLR eq. 2): CE over the batch of NN(z) . p, the neighbour of
+    one view's projection z (B, D) the positive of the other view's prediction p (B, D), every
+    other sample's prediction a negative. The neighbour is the target: only p gets a gradient."""
+    nn = nearest_neighbour(z, support_set)  # (B, D)
+    nn, p = _gather_pair(nn, p, gather)  # (N, D)
+    p = F.normalize(p, dim=1)
+    targets = torch.arange(nn.shape[0], device=nn.device)
+    return F.cross_entropy(nn @ p.T / temperature, targets)  # logits (N, N)
 
 
 def instance_info_nce(z_anchor: Tensor, z_positive: Tensor, z_negative: Tensor, temperature: float) -> Tensor:

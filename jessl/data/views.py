@@ -172,6 +172,15 @@ PRESETS = {
 }
 
 
+def with_local_views(views: list[View], n_local: int, name: str = "") -> list[View]:
+    """A multi-crop preset's 2 global views then `n_local` copies of its local view (view 2):
+    the multi-crop count without a preset per count. ValueError if `views` has no local view."""
+    if n_local and len(views) < 3:
+        raise ValueError(f"view preset {name or 'given'} has no local view to repeat; multi-crop "
+                         f"needs a multicrop preset (multicrop, multicrop_cifar)")
+    return views[:2] + views[2:3] * n_local
+
+
 def resolve_views(views) -> list[View]:
     """A preset name or a list of View -> list of View."""
     if isinstance(views, str):

@@ -23,7 +23,13 @@ Shared conventions (the helpers below):
     with teacher <- m teacher + (1 - m) student (`ema_update_`), m from a cosine schedule array
     (`cosine_at`); they stay in train mode, so their BatchNorm uses batch statistics, as in BYOL;
   * state that must survive a checkpoint (queues, pointers, DINO's centre and temperature) is a
-    registered buffer.
+    registered buffer;
+  * multi-crop (SwAV, Caron et al. 2020): views[:N_GLOBAL] are the global crops, the rest local
+    ones; a method with `multicrop = True` sums its two-view loss over `crop_pairs`, in which a
+    local view only ever meets a global one and is never a target (teacher output, neighbour);
+    features and embeddings (probe, kNN, RankMe) are view 0's, a global view;
+  * `recipe` holds the paper's training settings (optimizer, lr and its scaling, weight decay ...)
+    as {config key: (value, source)}; `jessl.config` applies them to the keys a user did not set.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ import torch
 from torch import nn
 
 from ..train.schedules import cosine
+
+N_GLOBAL = 2  # multi-crop's global crops, always the first views (SwAV section 3.2, DINO)
 
 
 @dataclass
@@ -54,8 +62,17 @@ class Method(nn.Module):
     name: str = ""
     options: type = None  # dataclass of the method's own hyper-parameters
     views: str = "simclr"  # the view preset its paper uses (CIFAR runs add "_cifar")
-    num_views: int | None = 2  # views forward() expects; None: any number >= 2 (multi-crop)
+    num_views: int | None = 2  # views its preset gives; None: 2 global + any local (multi-crop)
+    multicrop: bool = False  # takes local views after the N_GLOBAL global ones (data.local_views)
     default_projector: str = ""  # head spec used when build_method is given none (see heads.py)
+    # {config key: (value, source)}: the paper's settings for the RunConfig keys the user leaves
+    # unset; keys absent here keep RunConfig's defaults (SimCLR's, appendix B.1)
+    recipe: dict = {}
+
+    @classmethod
+    def recipe_for(cls, opts) -> dict:
+        """The recipe for these options (MoCo's depends on its version); `recipe` by default."""
+        return cls.recipe
 
     def __init__(self, backbone: nn.Module, projector: str | None = None, opts=None,
                  gather: Callable | None = None):
@@ -76,9 +93,9 @@ class Method(nn.Module):
     def check_views(self, views: list[torch.Tensor]) -> None:
         """ValueError unless views has the count this method expects."""
         n = len(views)
-        want_any = self.num_views is None
-        if (want_any and n < 2) or (not want_any and n != self.num_views):
-            want = ">= 2" if self.num_views is None else str(self.num_views)
+        want_any = self.num_views is None or self.multicrop
+        if (want_any and n < N_GLOBAL) or (not want_any and n != self.num_views):
+            want = f">= {N_GLOBAL}" if want_any else str(self.num_views)
             raise ValueError(f"{self.name} takes {want} views per batch, got {n} (view preset "
                              f"{self.views!r})")
 
@@ -122,6 +139,23 @@ def encode(backbone: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]
         out.extend(feats.chunk(end - start))
         start = end
     return out
+
+
+def crop_pairs(n_views: int, symmetric: bool) -> list[tuple[int, int]]:
+    """(global view g, other view v) index pairs a multi-crop loss averages over; a local view
+    only ever meets a global one. symmetric (a loss with L(a, b) = L(b, a): SimCLR, VICReg,
+    Barlow Twins): each unordered pair once, (0, 1) then (0, l), (1, l) for every local l: 1 + 2k
+    pairs. Directed (the g side is the target, BYOL's teacher, NNCLR's neighbour): (g, v) for
+    every v != g, as solo-learn's BYOL: 2 + 2k pairs. Two views give [(0, 1)] and [(0, 1), (1, 0)]."""
+    if symmetric:
+        return [(0, 1)] + [(g, v) for v in range(N_GLOBAL, n_views) for g in range(N_GLOBAL)]
+    return [(g, v) for g in range(N_GLOBAL) for v in range(n_views) if v != g]
+
+
+def mean_over_pairs(loss: Callable, pairs: list[tuple[int, int]]) -> torch.Tensor:
+    """Mean of loss(g, v) over the pairs (the losses' mean over their pairs, SwAV and DINO)."""
+    total = sum(loss(g, v) for g, v in pairs)
+    return total / len(pairs)
 
 
 def apply_head(head: nn.Module, xs: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -12,9 +12,7 @@ from torch import nn
 
 from ..losses import dino_loss, update_center
 from ..models import heads
-from .base import Method, StepOutput, cosine_at, ema_copy, ema_update_, encode
-
-N_GLOBAL = 2  # DINO's two global crops: the only views the teacher sees
+from .base import N_GLOBAL, Method, StepOutput, cosine_at, ema_copy, ema_update_, encode
 
 
 @dataclass
@@ -40,10 +38,25 @@ class DINO(Method):
     name = "dino"
     options = DINOOptions
     views = "multicrop"  # 2 global crops then the local ones
-    num_views = None  # any number >= 2: the first 2 are the global views
+    num_views = None  # any number >= 2: the first 2 are the global views, the only ones the
+    multicrop = True  # teacher sees
     # DINOHead: 3 layers, hidden 2048, bottleneck 256, GELU, no BN (use_bn_in_head False); the
     # L2-normalised bottleneck then feeds the weight-normalised prototype layer
     default_projector = "2048-2048-256"
+    # main_dino.py's defaults (ViT-S/16, 100 epochs, batch 1024), DINO section 4.1 and appendix
+    recipe = {
+        "optim.optimizer": ("adamw", "DINO section 4.1, main_dino.py --optimizer adamw"),
+        "optim.lr": (0.0005, "per 256 images, DINO section 4.1: 0.0005 x B/256"),
+        "optim.scaling": ("linear", "DINO section 4.1"),
+        "optim.weight_decay": (0.04, "at step 0, DINO section 4.1, main_dino.py --weight_decay"),
+        "optim.weight_decay_end": (0.4, "cosine from 0.04 to 0.4, DINO section 4.1, "
+                                        "main_dino.py --weight_decay_end"),
+        "optim.momentum": (0.9, "AdamW beta1, torch's default, as main_dino.py"),
+        "optim.warmup_epochs": (10.0, "DINO section 4.1: linear warm-up over 10 epochs"),
+        "optim.final_lr": (0.002, "main_dino.py --min_lr 1e-6, as a fraction of 0.0005 "
+                                  "(batch 256)"),
+        "optim.clip_grad": (3.0, "main_dino.py --clip_grad 3.0"),
+    }
 
     def __init__(self, backbone, projector=None, opts=None, gather=None):
         super().__init__(backbone, projector, opts, gather)

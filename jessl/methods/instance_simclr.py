@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ..losses import instance_info_nce
 from ..models import heads
 from .base import Method, StepOutput, apply_head, encode
+from .simclr import SimCLR
 
 
 @dataclass
@@ -24,6 +25,7 @@ class InstanceSimCLR(Method):
     views = "instance"
     num_views = 3  # [noise view 1, noise view 2, patch]
     default_projector = "2048-2048-128"  # SimCLR's (FFCV-SSL trains it as a SimCLR variant)
+    recipe = SimCLR.recipe  # FFCV-SSL section 3.4 trains it with SimCLR's setup
 
     def __init__(self, backbone, projector=None, opts=None, gather=None):
         # gather unused: each image's loss involves only its own three views, so DDP's mean of

@@ -42,6 +42,30 @@ class MoCo(Method):
     # projector, Linear-BN-ReLU then Linear-BN(affine=False) to 256, predictor 4096-256
     default_projectors = {"v2": "2048-128", "v3": "4096-256"}
     default_projector = default_projectors["v2"]
+    # v2: MoCo section 3.3 / MoCo v2 section 3 (ImageNet, 200 epochs, batch 256)
+    recipe = {
+        "optim.optimizer": ("sgd", "MoCo section 3.3, MoCo v2 section 3"),
+        "optim.lr": (0.03, "per 256 images, MoCo section 3.3: 0.03 at batch 256"),
+        "optim.scaling": ("linear", "MoCo v2 section 3 (lr x B/256, Goyal et al. 2017)"),
+        "optim.weight_decay": (1e-4, "MoCo section 3.3"),
+        "optim.momentum": (0.9, "MoCo section 3.3"),
+        "optim.warmup_epochs": (0.0, "MoCo v2 section 3: no warm-up"),
+        "optim.final_lr": (0.0, "MoCo v2 section 3: cosine schedule (SGDR, Loshchilov 2016)"),
+    }
+    # v3 with a ResNet: facebookresearch/moco-v3 main_moco.py defaults (100 epochs, batch 4096)
+    recipe_v3 = {
+        "optim.optimizer": ("lars", "moco-v3 main_moco.py --optimizer lars (ResNet)"),
+        "optim.lr": (0.6, "per 256 images, moco-v3 main_moco.py --lr: lr x B/256"),
+        "optim.scaling": ("linear", "moco-v3 main_moco.py"),
+        "optim.weight_decay": (1e-6, "moco-v3 main_moco.py --wd"),
+        "optim.momentum": (0.9, "LARS momentum, moco-v3 main_moco.py"),
+        "optim.warmup_epochs": (10.0, "moco-v3 main_moco.py --warmup-epochs"),
+        "optim.final_lr": (0.0, "moco-v3 main_moco.py adjust_learning_rate: half-cosine to 0"),
+    }
+
+    @classmethod
+    def recipe_for(cls, opts):
+        return cls.recipe_v3 if opts is not None and opts.version == "v3" else cls.recipe
 
     def __init__(self, backbone, projector=None, opts=None, gather=None):
         super().__init__(backbone, projector, opts, gather)

@@ -25,6 +25,17 @@ class SimSiam(Method):
     # SimSiam section 3: 3 layers of 2048, BN on every layer including the output (affine-free in
     # facebookresearch/simsiam builder.py), no ReLU after the last
     default_projector = "2048-2048-2048"
+    # SimSiam section 4 "Optimizer" (ImageNet, 100 epochs, batch 512)
+    recipe = {
+        "optim.optimizer": ("sgd", "SimSiam section 4: SGD, LARS only for batches >= 1024"),
+        "optim.lr": (0.05, "per 256 images, SimSiam section 4: lr x B/256, base lr 0.05"),
+        "optim.scaling": ("linear", "SimSiam section 4"),
+        "optim.weight_decay": (1e-4, "SimSiam section 4"),
+        "optim.momentum": (0.9, "SimSiam section 4"),
+        "optim.warmup_epochs": (0.0, "SimSiam section 4: no warm-up at batch 512 (10 epochs "
+                                     "only with LARS at batch >= 1024, appendix B)"),
+        "optim.final_lr": (0.0, "SimSiam section 4: cosine decay schedule"),
+    }
 
     def __init__(self, backbone, projector=None, opts=None, gather=None):
         # gather unused: the loss is a per-sample mean, exact under DDP (jessl.distributed)

@@ -44,9 +44,20 @@ class SwAV(Method):
     options = SwAVOptions
     views = "multicrop"  # 2 global crops then the local ones (SwAV: 2x224 + 6x96)
     num_views = None  # any number >= 2: the first 2 are the global views
+    multicrop = True  # data.local_views sets the number of local crops (the preset has 6)
     # SwAV appendix A.1: a 2-layer MLP to 128-D, main_swav.py's hidden_mlp 2048 with BatchNorm
     # (solo-learn's CIFAR SwAV: the same 2048-128)
     default_projector = "2048-128"
+    # main_swav.py's ImageNet recipe (batch 4096, 400+ epochs) and SwAV appendix A.1
+    recipe = {
+        "optim.optimizer": ("lars", "SwAV appendix A.1, main_swav.py (LARC)"),
+        "optim.lr": (0.3, "per 256 images: main_swav.py --base_lr 4.8 at batch 4096, x 256/4096"),
+        "optim.scaling": ("linear", "SwAV appendix A.1 (lr 4.8 for batch 4096)"),
+        "optim.weight_decay": (1e-6, "SwAV appendix A.1, main_swav.py --wd"),
+        "optim.momentum": (0.9, "main_swav.py's SGD momentum under LARC"),
+        "optim.warmup_epochs": (10.0, "main_swav.py --warmup_epochs 10"),
+        "optim.final_lr": (0.001, "main_swav.py --final_lr 0.0048 of --base_lr 4.8"),
+    }
 
     def __init__(self, backbone, projector=None, opts=None, gather=None):
         super().__init__(backbone, projector, opts, gather)

@@ -5,7 +5,9 @@
 
 Any config field can be set as `--section.field VALUE` (or `--section.field=VALUE`), or as
 `section.field=VALUE` at the end of the line; values are typed by the config's dataclasses.
-`jessl train --method NAME --help` lists that method's own options with their defaults.
+`jessl train --method NAME --help` lists that method's own options with their defaults, and
+its recipe: the paper's optimizer settings, used for every key the command line and the config
+file leave unset.
 A config that cannot run prints one `jessl: error: ...` line and exits with status 2 before
 any work starts.
 """
@@ -44,7 +46,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0] + " Every config field is an option below.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Overrides may also be written section.field=VALUE after the options. "
-               "`jessl train --method NAME --help` adds the method's own options.")
+               "The defaults above are RunConfig's; a method's recipe replaces them for the "
+               "keys you leave unset. `jessl train --method NAME --help` adds the method's "
+               "own options and its recipe.")
     p.add_argument("-h", "--help", action="store_true", help="show this help (with --method "
                    "NAME: that method's options too) and exit")
     p.add_argument("--config", metavar="FILE.yaml", help="a YAML config; options override it")
@@ -146,12 +150,19 @@ def method_help(name: str) -> str:
              f"{getattr(cls, 'default_projector', '') or 'none'!r}:"]
     opts = getattr(cls, "options", None)
     if opts is None or not fields(opts):
-        return lines[0] + "\n  (none)"
-    docs = field_docs(opts)
-    for f in fields(opts):
-        default = f.default if f.default is not MISSING else f.default_factory()
-        lines.append(f"  --method.{f.name} {_metavar(f)}  (default {default!r})"
-                     + (f"  {docs[f.name]}" if docs.get(f.name) else ""))
+        lines.append("  (none)")
+    else:
+        docs = field_docs(opts)
+        for f in fields(opts):
+            default = f.default if f.default is not MISSING else f.default_factory()
+            lines.append(f"  --method.{f.name} {_metavar(f)}  (default {default!r})"
+                         + (f"  {docs[f.name]}" if docs.get(f.name) else ""))
+    recipe = cls.recipe_for(opts() if opts is not None else None)
+    lines.append(f"{name} recipe (the paper's settings, for every key you leave unset; "
+                 f"otherwise RunConfig's defaults above):")
+    lines += [f"  --{key} {value!r}  {source}" for key, (value, source) in recipe.items()]
+    if not recipe:
+        lines.append("  (none: RunConfig's defaults)")
     return "\n".join(lines)
 
 

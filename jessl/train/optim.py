@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -130,3 +131,12 @@ def set_hyperparams(
                 g["momentum"] = momentum
         if weight_decay is not None and not g.get("no_decay", False):
             g["weight_decay"] = weight_decay
+
+
+def weight_decay_schedule(start: float, end: float | None, total_steps: int) -> np.ndarray:
+    """(total_steps,) weight decay: constant `start`, or a half-cosine from `start` to `end`
+    (DINO section 4.1 / main_dino.py: 0.04 -> 0.4, "the weight decay follows a cosine schedule")."""
+    from jessl.train.schedules import cosine
+    if end is None:
+        return np.full(total_steps, float(start))
+    return cosine(start, end, total_steps)

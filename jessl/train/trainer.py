@@ -48,13 +48,12 @@ def train(cfg: RunConfig) -> dict:
 
     # --- data --------------------------------------------------------------------------------
     from jessl.data.loader import Loader  # after setup_process: the JIT switch is read at import
-    from jessl.data.views import resolve_views
     from jessl.eval.features import extract_features, small_images
     from jessl.train import hard_augment
     small = small_images(cfg.data.train)
     views = cfg.views_preset()
     # Hard Augment: the loader draws m candidates of the pair, the loop mines the hardest
-    hard, loader_views = hard_augment.from_config(cfg.hard_augment, resolve_views(views))
+    hard, loader_views = hard_augment.from_config(cfg.hard_augment, cfg.view_list())
     loader = build_loader(cfg, Loader, loader_views, world)
     steps_per_epoch = len(loader)
     total_steps = t.epochs * steps_per_epoch
@@ -379,6 +378,7 @@ def view_schedule(cfg: RunConfig, loader) -> tuple[list[int], list[float]]:
 def build_schedules(cfg: RunConfig, steps_per_epoch: int) -> dict:
     """{"lr", "momentum", "weight_decay"}: arrays of one value per step, plus "peak_lr" (the
     per-256 lr scaled to the global batch, SSL Cookbook 3.8.1) and "warmup_steps"."""
+    from jessl.train.optim import weight_decay_schedule
     from jessl.train.schedules import one_cycle_f1clr, scaled_lr, warmup_cosine
     o = cfg.optim
     total = cfg.train.epochs * steps_per_epoch
@@ -395,7 +395,8 @@ def build_schedules(cfg: RunConfig, steps_per_epoch: int) -> dict:
     else:
         lr = warmup_cosine(peak, peak * o.final_lr, total, warmup)
         momentum = np.full(total, o.momentum)
-    return {"lr": lr, "momentum": momentum, "weight_decay": np.full(total, o.weight_decay),
+    return {"lr": lr, "momentum": momentum,
+            "weight_decay": weight_decay_schedule(o.weight_decay, o.weight_decay_end, total),
             "peak_lr": peak, "warmup_steps": warmup}
 
 

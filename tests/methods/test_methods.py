@@ -1,15 +1,18 @@
-"""One contract test over every registered method (timm-style), then each method's own state:
-BYOL's momentum schedule, DINO's teacher temperature, MoCo v2's queue."""
+"""One contract test over every registered method (timm-style), with and without multi-crop
+where a method takes it, then multi-crop's pairs, then each method's own state: BYOL's momentum
+schedule, DINO's teacher temperature, MoCo v2's queue."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from jessl.methods import METHODS, build_method
+from jessl.methods.base import N_GLOBAL, crop_pairs
 from jessl.models import build_backbone
 from jessl.train.schedules import cosine
 
@@ -19,9 +22,19 @@ BATCH = 8
 TINY_OPTS = {"moco": {"queue_size": 32}, "nnclr": {"queue_size": 32},
              "dino": {"num_prototypes": 64}, "swav": {"num_prototypes": 64, "queue_length": 16,
                                                      "queue_start": 0.0}}
-CASES = [(name, TINY_OPTS.get(name, {})) for name in METHODS]
-CASES.append(("moco", {"queue_size": 32, "version": "v3"}))
+# (name, options, local views): every method as its preset gives its views (None), and every
+# method that takes multi-crop also with 0 and 3 local views
+CASES = [(name, TINY_OPTS.get(name, {}), None) for name in METHODS]
+CASES.append(("moco", {"queue_size": 32, "version": "v3"}, None))
+CASES += [(name, TINY_OPTS.get(name, {}), k) for name, cls in METHODS.items() if cls.multicrop
+          for k in (0, 3)]
 WITH_TEACHER = {"byol", "moco", "dino"}
+
+
+def _case_id(case) -> str:
+    name, opts, local = case
+    return name + ("-" + opts["version"] if "version" in opts else "") + \
+        ("" if local is None else f"-local{local}")
 
 
 def _method(name: str, opts: dict | None = None, projector: str = "64-32"):
@@ -30,10 +43,14 @@ def _method(name: str, opts: dict | None = None, projector: str = "64-32"):
                         dict(opts if opts is not None else TINY_OPTS.get(name, {})))
 
 
-def _views(method, seed: int = 0) -> list[torch.Tensor]:
-    """Random views in the method's layout: 2 global 32 px + 2 local 16 px for multi-crop."""
+def _views(method, seed: int = 0, local: int | None = None) -> list[torch.Tensor]:
+    """Random views: the method's own layout (2 global 32 px + 2 local 16 px for multi-crop
+    methods whose preset is multi-crop), or 2 global + `local` local views."""
     g = torch.Generator().manual_seed(seed)
-    sizes = [32, 32, 16, 16] if method.num_views is None else [32] * method.num_views
+    if local is not None:
+        sizes = [32] * N_GLOBAL + [16] * local
+    else:
+        sizes = [32, 32, 16, 16] if method.num_views is None else [32] * method.num_views
     return [torch.randn(BATCH, 3, s, s, generator=g) for s in sizes]
 
 
@@ -41,27 +58,26 @@ def _first_conv(module: torch.nn.Module) -> torch.nn.Conv2d:
     return next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
 
 
-def _step(method, opt, step: int):
+def _step(method, opt, step: int, local: int | None = None):
     """Forward and backward on the views of `step`; the optimizer step is the caller's."""
     opt.zero_grad(set_to_none=True)
-    out = method(_views(method, seed=step))
+    out = method(_views(method, seed=step, local=local))
     out.loss.backward()
     return out
 
 
-def _two_losses(method) -> list[float]:
+def _two_losses(method, local: int | None = None) -> list[float]:
     opt = torch.optim.SGD(method.parameters_to_optimize(), lr=0.1, momentum=0.9)
     losses = []
     for step in range(2):
-        losses.append(_step(method, opt, step).loss.item())
+        losses.append(_step(method, opt, step, local).loss.item())
         opt.step()
         method.after_step(step, TOTAL_STEPS)
     return losses
 
 
-@pytest.mark.parametrize("name,opts", CASES,
-                         ids=[n + ("-" + o["version"] if "version" in o else "") for n, o in CASES])
-def test_method_contract(name, opts):
+@pytest.mark.parametrize("name,opts,local", CASES, ids=[_case_id(c) for c in CASES])
+def test_method_contract(name, opts, local):
     method = _method(name, opts)
     cls = METHODS[name]
     assert cls.name == name and method.views
@@ -79,7 +95,7 @@ def test_method_contract(name, opts):
         before = [p.detach().clone() for p in teacher.parameters()]
 
     opt = torch.optim.SGD(method.parameters_to_optimize(), lr=0.1, momentum=0.9)
-    out = _step(method, opt, 0)
+    out = _step(method, opt, 0, local)
     assert out.loss.dim() == 0 and torch.isfinite(out.loss)
     conv = _first_conv(method.backbone).weight
     assert conv.grad is not None and conv.grad.abs().sum() > 0, "no gradient reaches the backbone"
@@ -93,17 +109,106 @@ def test_method_contract(name, opts):
         assert all(p.grad is None for p in teacher.parameters())
         moved = [not torch.equal(b, p) for b, p in zip(before, teacher.parameters())]
         assert any(moved), "the EMA teacher did not move after after_step"
-    second = _step(method, opt, 1)
+    second = _step(method, opt, 1, local)
     assert torch.isfinite(second.loss)
 
-    assert _two_losses(_method(name, opts)) == [out.loss.item(), second.loss.item()], \
+    assert _two_losses(_method(name, opts), local) == [out.loss.item(), second.loss.item()], \
         "same seed, different losses"
 
 
 def test_wrong_number_of_views_is_a_clear_error():
-    method = _method("simclr")
     with pytest.raises(ValueError, match="takes 2 views"):
-        method([torch.randn(2, 3, 32, 32)] * 3)
+        _method("simsiam")([torch.randn(2, 3, 32, 32)] * 3)  # no multi-crop
+    with pytest.raises(ValueError, match="takes >= 2 views"):
+        _method("simclr")([torch.randn(2, 3, 32, 32)])
+
+
+# --- multi-crop: which pairs each loss sees --------------------------------------------------
+
+# the loss each multi-crop method calls once per pair, and whether its pairs are symmetric
+PAIR_LOSS = {"simclr": ("info_nce", True), "vicreg": ("vicreg", True),
+             "barlowtwins": ("barlow_twins", True), "byol": ("neg_cosine", False),
+             "nnclr": ("nnclr_one_way", False)}
+
+
+def test_every_multicrop_method_has_its_pairs_tested():
+    assert {n for n, c in METHODS.items() if c.multicrop and c.num_views == 2} == set(PAIR_LOSS)
+
+
+def test_crop_pairs():
+    assert crop_pairs(2, True) == [(0, 1)] and crop_pairs(2, False) == [(0, 1), (1, 0)]
+    assert crop_pairs(5, True) == [(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (0, 4), (1, 4)]
+    assert crop_pairs(4, False) == [(0, 1), (0, 2), (0, 3), (1, 0), (1, 2), (1, 3)]
+
+
+def _outputs_by_view(module, n_views: int, store: list):
+    """Forward hook: the module's (V*B, D) output, split into its V views, into store."""
+    module.register_forward_hook(lambda m, i, o: store.append(list(o.detach().chunk(n_views))))
+
+
+def _view_of(x: torch.Tensor, chunks: list) -> int:
+    return next(i for i, c in enumerate(chunks) if torch.equal(x.detach(), c))
+
+
+@pytest.mark.parametrize("local", [0, 3])
+@pytest.mark.parametrize("name", sorted(PAIR_LOSS))
+def test_multicrop_pairs_and_targets(name, local, monkeypatch):
+    """The loss runs once per pair of `crop_pairs`, locals meet only globals, and the target
+    side of a directed pair (BYOL's teacher output, NNCLR's neighbour query) is a global view."""
+    loss_name, symmetric = PAIR_LOSS[name]
+    module = importlib.import_module(METHODS[name].__module__)
+    real, calls = getattr(module, loss_name), []
+    monkeypatch.setattr(module, loss_name, lambda *a, **k: calls.append(a[:2]) or real(*a, **k))
+    method = _method(name)
+    n = N_GLOBAL + local
+    z, p, t = [], [], []
+    _outputs_by_view(method.projector, n, z)
+    if hasattr(method, "predictor"):
+        _outputs_by_view(method.predictor, n, p)
+    if name == "byol":
+        _outputs_by_view(method.teacher["projector"], N_GLOBAL, t)  # only 2 views reach it
+    out = method(_views(method, local=local))
+    assert torch.isfinite(out.loss)
+    if name == "byol":  # neg_cosine(prediction of v, target of g)
+        seen = [(_view_of(b, t[0]), _view_of(a, p[0])) for a, b in calls]
+    elif name == "nnclr":  # nnclr_one_way(projection of g: its neighbour, prediction of v)
+        seen = [(_view_of(a, z[0]), _view_of(b, p[0])) for a, b in calls]
+    else:
+        seen = [(_view_of(a, z[0]), _view_of(b, z[0])) for a, b in calls]
+    assert seen == crop_pairs(n, symmetric)
+    assert len(seen) == (1 + 2 * local if symmetric else 2 + 2 * local)
+    assert all(g < N_GLOBAL for g, _ in seen), "a local view acted as a target"
+
+
+@pytest.mark.parametrize("name", sorted(PAIR_LOSS))
+def test_two_views_keep_the_papers_loss(name):
+    """Without local views each method's loss is its two-view loss, written out here."""
+    from jessl import losses as L
+    method = _method(name)
+    z, p, t = [], [], []
+    _outputs_by_view(method.projector, 2, z)
+    if hasattr(method, "predictor"):
+        _outputs_by_view(method.predictor, 2, p)
+    if name == "byol":
+        _outputs_by_view(method.teacher["projector"], 2, t)
+    support = method.queue.clone() if name == "nnclr" else None  # before the forward's push
+    loss = method(_views(method)).loss.detach()
+    (z1, z2), o = z[0], method.opts
+    want = {"simclr": lambda: L.info_nce(z1, z2, o.temperature),
+            "vicreg": lambda: L.vicreg(z1, z2, o.sim_weight, o.var_weight, o.cov_weight).loss,
+            "barlowtwins": lambda: L.barlow_twins(z1, z2, o.lambd),
+            "byol": lambda: L.neg_cosine(p[0][0], t[0][1]) + L.neg_cosine(p[0][1], t[0][0]),
+            "nnclr": lambda: L.nnclr(z1, z2, support, o.temperature, p1=p[0][0],
+                                     p2=p[0][1])}[name]()
+    torch.testing.assert_close(loss, want, rtol=1e-6, atol=1e-6)
+
+
+def test_byol_teacher_never_sees_local_views():
+    byol = _method("byol")
+    seen = []
+    byol.teacher["backbone"].register_forward_hook(lambda m, i, o: seen.append(i[0].shape[-1]))
+    byol(_views(byol, local=4))
+    assert seen == [32]  # one call on the two global views
 
 
 def test_unknown_method_and_wrong_options():

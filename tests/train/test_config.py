@@ -125,7 +125,7 @@ def test_command_help_lists_the_method_options(capsys):
     text = capsys.readouterr().out
     assert "--optim.lr" in text and "per 256 images" in text  # common options, with sources
     assert "--method.momentum FLOAT  (default 0.996)" in text and "BYOL section 3.2" in text
-    assert "temperature" in method_help("simclr") and "momentum" not in method_help("simclr")
+    assert "temperature" in method_help("simclr") and "--method.momentum" not in method_help("simclr")
 
 
 def test_a_cuda_device_without_a_gpu_is_refused_and_auto_falls_back(tiny_files, tmp_path,
@@ -152,3 +152,28 @@ def test_recipes_in_docs_load(tiny_files, tmp_path):
         cfg = load_config(path, [f"data.train={train}", f"data.val={val}",
                                  "data.batch_size=16", f"train.out={tmp_path / path.stem}"])
         assert cfg.validate() is cfg and cfg.train.epochs >= 1, path
+
+
+def test_local_views_give_the_multicrop_views(tiny_files, tmp_path):
+    """data.local_views k: 2 global + k local views of the multicrop preset for a method that
+    takes multi-crop; None keeps each method's own; a method without multi-crop refuses k > 0."""
+    train, val = tiny_files
+    out = ["--train.out", str(tmp_path / "run")]
+    cfg = valid(train, val, *out, "--method.name", "simclr", "--data.local_views", "3").validate()
+    views = cfg.view_list()
+    assert cfg.views_preset() == "multicrop_cifar"
+    assert [min(v.hw) for v in views] == [32, 32, 16, 16, 16]
+    assert [min(v.hw) for v in valid(train, val, *out).view_list()] == [32, 32]  # simclr's own
+    dino = valid(train, val, *out, "--method.name", "dino")
+    assert len(dino.view_list()) == 8  # DINO's own: 2 global + 6 local
+    dino.set("data.local_views", 2)
+    assert len(dino.view_list()) == 4
+    dino.set("data.local_views", 0)
+    assert len(dino.view_list()) == 2
+    with pytest.raises(ConfigError, match="method 'simsiam' takes no local views"):
+        valid(train, val, *out, "--method.name", "simsiam", "--data.local_views", "2").validate()
+    with pytest.raises(ConfigError, match="has no local view to repeat"):
+        valid(train, val, *out, "--data.views", "simclr_cifar", "--data.local_views",
+              "2").validate()
+    with pytest.raises(ConfigError, match="data.local_views must be >= 0"):
+        valid(train, val, *out, "--data.local_views", "-1").validate()

@@ -1,0 +1,211 @@
+"""The method table at equal cost: every registered method trained on full CIFAR-10 for the same
+training wall time, then kNN, a linear probe and RankMe beside the same network at random init.
+
+    python bench/methods.py --data-root ../shared/data --minutes 15 --out runs/method_table
+    python bench/methods.py --quick          # smoke test: 1,024 images, seconds per method
+
+Prints a markdown table (docs/benchmarks.md, "Methods at equal training time") and writes
+OUT/method_table.json with every run's settings and metrics.
+
+The budget is training wall time: the loader, forward, backward and optimizer steps, not the
+per-epoch probe evaluation nor the final kNN / linear probe (as issue 12's `wall_s`). jessl's
+schedules (lr warm-up and cosine, EMA momentum, DINO's teacher temperature and weight decay) are
+arrays sized from train.epochs before the first step, so the budget becomes an epoch count up
+front: a calibration run of each method (2 epochs of `--calibration-steps` steps on a subset,
+the second epoch timed, past the JIT compile and first allocations) gives seconds per step, and
+epochs = floor(budget / (steps per epoch x seconds per step)), at least 1. A run stopped at a
+deadline instead would never anneal its lr or its teacher's momentum. The training minutes each
+run actually took are in the table beside the budget.
+
+Settings: `--recipes bench` (default) gives every method the short-run CPU settings under which
+bench/methods_no_collapse.py showed it learning (solo-learn's CIFAR lrs, LARS, narrower
+projectors); `--recipes paper` keeps only the CPU-scale sizes (projector widths, prototypes,
+queues) and takes the optimizer from each method's recipe (its paper's 1000-epoch settings).
+Shared by all: small_cnn, batch 256, one loader thread, channels_last, 1 warm-up epoch, seed 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from methods_no_collapse import SETTINGS, SHARED, subset_file  # noqa: E402
+
+# every run, whatever its method (the CIFAR-10 recipe's habits, docs/recipes/cifar10.md)
+COMMON = {"model.backbone": "small_cnn", "data.threads": 1, "train.channels_last": True,
+          "optim.warmup_epochs": 1, "train.progress": False, "train.keep_checkpoints": 1}
+QUICK = {"images": 1024, "val_images": 512, "batch_size": 64, "minutes": 0.05,
+         "calibration_steps": 4}
+
+
+def method_overrides(name: str, recipes: str) -> dict:
+    """The config overrides of `name`'s run: COMMON, then SHARED + SETTINGS (bench) or only the
+    non-optimizer SETTINGS (paper: the optimizer from the method's recipe)."""
+    own = SETTINGS.get(name, {})
+    if recipes == "paper":
+        return {**COMMON, **{k: v for k, v in own.items() if not k.startswith("optim.")}}
+    return {**COMMON, **SHARED, **own}
+
+
+def epochs_for(budget_s: float, step_s: float, steps_per_epoch: int) -> int:
+    """Whole epochs that fit in the budget at the measured seconds per step; at least 1."""
+    return max(1, math.floor(budget_s / (step_s * steps_per_epoch)))
+
+
+def records(run_dir: Path, kind: str) -> list[dict]:
+    """The run's metrics.jsonl records of one kind ("step", "epoch", "final")."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("kind") == kind]
+
+
+def training_seconds(run_dir: Path) -> float:
+    """Training wall time of a run from its metrics.jsonl: the last `wall_s` where the trainer
+    logs it, else the sum of the epochs' `seconds` (both exclude evaluation)."""
+    epochs = records(run_dir, "epoch")
+    if epochs and "wall_s" in epochs[-1]:
+        return float(epochs[-1]["wall_s"])
+    return float(sum(r["seconds"] for r in epochs))
+
+
+def run(fields: dict, overrides: list[str] = ()):
+    """train() on the config of `fields` then `overrides`; (final metrics, the RunConfig)."""
+    from jessl.config import load_config
+    from jessl.train.trainer import train
+    cfg = load_config(None, [f"{k}={v}" for k, v in fields.items()] + list(overrides))
+    shutil.rmtree(cfg.train.out, ignore_errors=True)  # a bench run always starts over
+    return train(cfg), cfg
+
+
+def calibrate(name: str, calib_file: Path, out: Path, batch_size: int, fields: dict,
+              overrides: list[str]) -> float:
+    """Seconds per training step of `name` under its settings: the second of 2 epochs."""
+    run_dir = out / "calibration" / name
+    run({"method.name": name, **fields, "data.train": calib_file, "data.val": "",
+         "data.batch_size": batch_size, "train.epochs": 2, "train.out": run_dir,
+         "eval.knn": False, "eval.rankme": False, "probe.enabled": False}, overrides)
+    first, second = records(run_dir, "epoch")
+    return second["seconds"] / (second["step"] - first["step"])
+
+
+def linear_probe_top1(model, train_file: Path, val_file: Path, cache: Path) -> float:
+    """Linear-probe top-1 (%) on frozen backbone features, train file -> val file
+    (`jessl.eval.probes.linear_probe`: lr and weight decay chosen on a train split)."""
+    from jessl.eval.features import extract_features
+    from jessl.eval.probes import linear_probe
+    train_x, train_y = extract_features(model.backbone, train_file, cache_dir=cache)
+    val_x, val_y = extract_features(model.backbone, val_file, cache_dir=cache)
+    return linear_probe(train_x, train_y, val_x, val_y).top1
+
+
+def settings_text(cfg) -> str:
+    o = cfg.optim
+    text = (f"{o.optimizer} {o.lr:g}/256 ({o.scaling}), wd {o.weight_decay:g}"
+            + (f"->{o.weight_decay_end:g}" if o.weight_decay_end is not None else "")
+            + f", {cfg.train.epochs} ep")
+    if cfg.model.projector:
+        text += f", proj {cfg.model.projector}"
+    if cfg.data.local_views:
+        text += f", {cfg.data.local_views} local"
+    return text
+
+
+def table(rows: dict, baseline: dict, budget_min: float) -> str:
+    lines = [f"| method | settings | training min (budget {budget_min:g}) | kNN top-1 | "
+             f"linear top-1 | RankMe (embeddings) | RankMe (features) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for name, m in rows.items():
+        lines.append(f"| {name} | {m['settings']} | {m['train_minutes']:.1f} | "
+                     f"{m.get('knn_top1', float('nan')):.1f}% | {m['linear_top1']:.1f}% | "
+                     f"{m.get('rankme', float('nan')):.1f} | "
+                     f"{m.get('rankme_features', float('nan')):.1f} |")
+    lines.append(f"| (random init) | | | {baseline['knn_top1']:.1f}% | "
+                 f"{baseline['linear_top1']:.1f}% | | {baseline['rankme_features']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from jessl.methods import METHODS
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-root", default="../shared/data", help="folder with cifar10_jpeg_*.npz")
+    p.add_argument("--out", default="runs/method_table", help="run folders and the JSON")
+    p.add_argument("--minutes", type=float, default=15.0, help="training budget per method")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated names")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--images", type=int, default=50000, help="training images (50,000: all)")
+    p.add_argument("--val-images", type=int, default=10000, help="test images (10,000: all)")
+    p.add_argument("--calibration-steps", type=int, default=10, help="steps per timed epoch")
+    p.add_argument("--recipes", choices=("bench", "paper"), default="bench",
+                   help="bench: the short-run CPU settings; paper: each method's recipe")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke test: {QUICK['images']} images, {QUICK['minutes'] * 60:g} s each")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for every run (repeatable)")
+    args = p.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    root, out = Path(args.data_root), Path(args.out)
+    if not (root / "cifar10_jpeg_train.npz").is_file():
+        raise SystemExit(f"{root}/cifar10_jpeg_train.npz not found: give --data-root "
+                         f"(the shared CIFAR-10 .npz files)")
+    out.mkdir(parents=True, exist_ok=True)
+    b = args.batch_size
+    train_file = subset_file(root / "cifar10_jpeg_train.npz",
+                             out / f"cifar10_train_{args.images}.jessl", args.images)
+    val_file = subset_file(root / "cifar10_jpeg_test.npz",
+                           out / f"cifar10_test_{args.val_images}.jessl", args.val_images)
+    calib_file = subset_file(root / "cifar10_jpeg_train.npz",
+                             out / f"cifar10_calib_{args.calibration_steps * b}.jessl",
+                             args.calibration_steps * b)
+    steps_per_epoch = args.images // b
+    rows, baseline = {}, {}
+    for i, name in enumerate(args.methods.split(",")):
+        fields = method_overrides(name, args.recipes)
+        step_s = calibrate(name, calib_file, out, b, fields, args.set)
+        epochs = epochs_for(args.minutes * 60, step_s, steps_per_epoch)
+        print(f"{name}: {step_s:.3f} s/step -> {epochs} epochs of {steps_per_epoch} steps")
+        run_dir = out / name
+        start = time.perf_counter()
+        metrics, cfg = run({"method.name": name, **fields, "data.train": train_file,
+                                  "data.val": val_file, "data.batch_size": b,
+                                  "train.epochs": epochs, "train.out": run_dir,
+                                  "eval.baseline": i == 0}, args.set)
+        from jessl.eval.models import from_checkpoint
+        model = from_checkpoint(run_dir, say=lambda *a: None)
+        metrics.update(linear_top1=linear_probe_top1(model, train_file, val_file,
+                                                     run_dir / "features"),
+                       train_minutes=training_seconds(run_dir) / 60, step_s=step_s,
+                       settings=settings_text(cfg), sources=cfg.sources,
+                       minutes_total=(time.perf_counter() - start) / 60)
+        rows[name] = metrics
+        if not baseline:
+            baseline = random_init_row(model, train_file, val_file, out / "random_init",
+                                       metrics.get("knn_top1_random_init"))
+        (out / "method_table.json").write_text(json.dumps(
+            {"minutes": args.minutes, "images": args.images, "batch_size": b,
+             "recipes": args.recipes, "overrides": args.set, "random_init": baseline,
+             "methods": rows}, indent=1, default=str) + "\n")
+    print(table(rows, baseline, args.minutes))
+    return 0
+
+
+def random_init_row(model, train_file: Path, val_file: Path, cache: Path, knn: float | None) -> dict:
+    """Linear probe and feature RankMe of the trained network's architecture at init (seed 0)."""
+    from jessl.eval.features import extract_features
+    from jessl.eval.models import baseline_of
+    from jessl.eval.rankme import rankme
+    init = baseline_of(model)
+    val_x, _ = extract_features(init.backbone, val_file, cache_dir=cache)
+    return {"knn_top1": knn if knn is not None else float("nan"),
+            "linear_top1": linear_probe_top1(init, train_file, val_file, cache),
+            "rankme_features": rankme(val_x)}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
