@@ -98,6 +98,7 @@ def test_online_rankme_and_a_partial_run(sweep):
     partial, whole = result["runs"]
     assert (partial["status"], partial["value"], partial["epochs"]) == ("partial", 33.0, 1)
     assert (whole["status"], whole["value"]) == ("done", 50.0)
+    assert "No random-init kNN" not in report.markdown(result)  # online: no baseline expected
     assert "| partial | 2.0 | 3 | partial | 33.00 | – | 1 |" in report.markdown(result)
     assert report.build([sweep.parent / "runs" / "whole"], metric="rankme")["runs"][0]["value"] \
         == 25.0  # the backbone features' RankMe, not the embeddings' (12.5)

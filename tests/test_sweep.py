@@ -15,8 +15,8 @@ import yaml
 
 from jessl.studies.grid import expand_grid, parse_grid_arg, run_name, seed_list
 from jessl.studies.study import Study, load_study
-from jessl.studies.sweep import (MANIFEST, SweepError, read_manifest, run_sweep,
-                                 threads_per_run)
+from jessl.studies.local import threads_per_run
+from jessl.studies.sweep import MANIFEST, SweepError, read_manifest, run_sweep
 from tests.train.conftest import colour_images, write_file
 from tests.train.test_submit import wait_for
 

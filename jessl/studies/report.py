@@ -228,6 +228,9 @@ def markdown(result: dict) -> str:
         text += f"\nHighest {metric}: {setting} ({best['mean']:.2f}).\n"
     if result["random_init"] is not None:
         text += f"\nRandom init ({metric}): {result['random_init']:.2f}.\n"
+    elif metric == "knn":
+        text += "\nNo random-init kNN in these runs (the trainer logs it with eval.baseline " \
+                "true).\n"
     return text
 
 

@@ -1,0 +1,55 @@
+"""`jessl sweep --slurm`: the points as one SLURM job array through submitit, one task per
+point (jessl.train.submit.TrainJob, requeued on preemption and time-out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jessl.config import RunConfig
+from jessl.studies.sweep import run_status, utc_now, write_manifest
+
+
+def submit_slurm(out: Path, manifest: dict, opts, parallel: int = 0, job_class=None,
+                 say=print) -> list:
+    """Submit the points still to run as one job array through submitit, one task per point
+    (jessl.train.submit.TrainJob: requeued on preemption and time-out, resuming from its newest
+    checkpoint); at most `parallel` tasks at once when > 0. Returns the submitit jobs."""
+    from jessl.train.submit import TrainJob, executor
+    job_class = job_class or TrainJob
+    todo = [p for p in manifest["points"] if p["status"] not in ("done", "failed")]
+    if not todo:
+        return []
+    ex = executor(opts, str(out))
+    if parallel:
+        ex.update_parameters(slurm_array_parallelism=parallel)
+    configs = [RunConfig.from_yaml(out / p["name"] / "config.yaml").to_dict() for p in todo]
+    with ex.batch():  # one SLURM array; locally, one process per task
+        jobs = [ex.submit(job_class(config)) for config in configs]
+    for entry, job in zip(todo, jobs):
+        entry["attempts"].append({"started": utc_now(), "job_id": str(job.job_id),
+                                  "returncode": None})
+        entry["status"] = "submitted"
+    write_manifest(out, manifest)
+    say(f"sweep: submitted {len(jobs)} array task(s), job {jobs[0].job_id.split('_')[0]} "
+        f"(logs: {opts.folder or out / 'slurm'})")
+    return jobs
+
+
+def wait_slurm(out: Path, manifest: dict, jobs: list, say=print) -> int:
+    """Wait for submitted jobs and record how each ended; returns the number that failed."""
+    by_id = {e["attempts"][-1].get("job_id"): e for e in manifest["points"]
+             if e["status"] == "submitted"}
+    failed = 0
+    for job in jobs:
+        entry = by_id[str(job.job_id)]
+        try:
+            job.result()
+            ok = True
+        except Exception as err:  # submitit re-raises the task's error here
+            ok, entry["error"] = False, str(err).strip().splitlines()[-1][:300]
+        entry["attempts"][-1].update(ended=utc_now(), returncode=0 if ok else 1)
+        entry["status"] = "done" if ok and run_status(out / entry["name"]) == "done" else "failed"
+        failed += entry["status"] == "failed"
+        say(f"sweep: {entry['name']} {entry['status']}")
+    write_manifest(out, manifest)
+    return failed
