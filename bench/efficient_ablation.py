@@ -170,17 +170,17 @@ def main(argv=None) -> int:
                    help="kNN every N epochs too (for `jessl curve --reach`); 0 = at the end")
     p.add_argument("--images", type=int, default=50000, help="CIFAR-10 train images used")
     p.add_argument("--quick", action="store_true",
-                   help="smoke test: 512 train / 512 test images, 2 + 2 epochs, one seed")
+                   help="smoke test: 256 train / 256 test images, 3 + 3 epochs, one seed")
     args = p.parse_args(argv)
     if args.quick:
-        args.images, args.epochs, args.efficient_epochs, args.seeds = 512, 2, 2, "0"
+        args.images, args.epochs, args.efficient_epochs, args.seeds = 256, 3, 3, "0"
         args.f1clr_warmup, args.spl_min_size = 0.5, 16
     root, out = Path(args.data_root), Path(args.out)
     if not (root / "cifar10_jpeg_train.npz").is_file():
         raise SystemExit(f"{root}/cifar10_jpeg_train.npz not found: give --data-root "
                          f"(the shared CIFAR-10 .npz files)")
     out.mkdir(parents=True, exist_ok=True)
-    val_images = 512 if args.quick else 10000
+    val_images = 256 if args.quick else 10000
     train_file = subset_file(root / "cifar10_jpeg_train.npz",
                              out / f"cifar10_train_{args.images}.jessl", args.images)
     val_file = subset_file(root / "cifar10_jpeg_test.npz",

@@ -59,8 +59,12 @@ def train(cfg: RunConfig) -> dict:
     total_steps = t.epochs * steps_per_epoch
     sizes, magnitudes = view_schedule(cfg, loader)
     if cfg.progressive.min_size:
+        from jessl.train.progressive import relative_cost
+        cost = relative_cost(sizes, max(sizes))
         say(f"progressive: view size per epoch {sizes}, magnitude "
-            f"{[round(m, 2) for m in magnitudes]}")
+            f"{[round(m, 2) for m in magnitudes]} ({cfg.progressive.magnitude_scales}); "
+            f"pixels {cost['pixel_cost']:.2f} of full size (eq. 9 speed-up "
+            f"{cost['eq9_speedup']:.2f})")
     labels = loader.labels
     num_classes = int(labels.max()) + 1 if (labels >= 0).any() else 0
     eval_views = "eval_cifar" if small else "eval"
@@ -144,6 +148,7 @@ def train(cfg: RunConfig) -> dict:
         set_rng_state(ckpt["rng"])
         step = int(ckpt["step"])
         meter.total, wall_s = float(ckpt.get("flops", 0.0)), float(ckpt.get("wall_s", 0.0))
+        meter.by_part = dict(ckpt.get("flops_by_part", {}))
         if ckpt.get("steps_per_epoch", steps_per_epoch) != steps_per_epoch:
             raise ValueError(f"{resume} was written with {ckpt['steps_per_epoch']} steps per "
                              f"epoch, this config gives {steps_per_epoch}: batch size or data "
@@ -268,7 +273,7 @@ def train(cfg: RunConfig) -> dict:
                 "probe": probe.state_dict() if probe is not None else None,
                 "probe_optimizer": probe.optimizer.state_dict() if probe is not None else None,
                 "loader": loader.state_dict(), "rng": rng_state(), "config": cfg.to_dict(),
-                "flops": meter.total, "wall_s": wall_s,
+                "flops": meter.total, "flops_by_part": meter.by_part, "wall_s": wall_s,
             }, checkpoint_path(run_dir, epoch + 1))
             prune_checkpoints(run_dir, t.keep_checkpoints)
 
@@ -279,6 +284,10 @@ def train(cfg: RunConfig) -> dict:
             f"with --train.resume auto")
         log.close()
         return final
+    say(f"compute: {meter.total / PETA:.4g} PFLOPs (" + ", ".join(
+        f"{part} {flops / PETA:.3g}" for part, flops in meter.by_part.items()) +
+        f"), {wall_s / 60:.1f} min of training")
+    final.update({f"flops_{part}": flops for part, flops in meter.by_part.items()})
     if is_main:
         final.update(final_evaluation(cfg, backbone, cifar_stem, embeddings, eval_views, say))
         log.write({"kind": "final", "step": step, **final})

@@ -71,6 +71,8 @@ def test_run_folder_describes_the_run(full_run):
     results = json.loads((out / "results.json").read_text())
     assert results["flops"] == flops[-1] and results["wall_s"] == epochs[-1]["wall_s"] > 0
     assert state["flops"] == flops[-1]
+    assert final["flops_forward"] + final["flops_backward"] == pytest.approx(final["flops"])
+    assert 1.5 < final["flops_backward"] / final["flops_forward"] < 2  # no input grad, layer 1
     assert 0 <= epochs[0]["knn_top1"] <= 100 and "knn_top1" not in epochs[1]  # final's own
     assert 0 <= metrics["knn_top1"] <= 100 and metrics["rankme"] >= 1
 
