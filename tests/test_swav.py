@@ -66,13 +66,14 @@ def ref_swav(logits, codes, t):
 # ---------------------------------------------------------------- Sinkhorn-Knopp
 
 
-@pytest.mark.parametrize("eps,iterations", [(0.05, 3), (0.5, 1), (0.3, 0)])
-def test_sinkhorn_matches_the_papers_loop(eps, iterations):
-    scores = unit(rand(N, 5, seed=1)) @ unit(rand(K, 5, seed=2)).T  # cosine scores (N, K)
+@pytest.mark.parametrize("n,k,eps,iterations", [(N, K, 0.05, 3), (N, K, 0.5, 1), (N, K, 0.3, 0),
+                                                 (3, 7, 0.05, 3)])  # fewer samples than K
+def test_sinkhorn_matches_the_papers_loop(n, k, eps, iterations):
+    scores = unit(rand(n, 5, seed=1)) @ unit(rand(k, 5, seed=2)).T  # cosine scores (n, k)
     got = L.sinkhorn_knopp(scores, eps, iterations)
     torch.testing.assert_close(got, ref_sinkhorn(scores.tolist(), eps, iterations),
                                rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(got.sum(dim=1), torch.ones(N, dtype=torch.float64))
+    torch.testing.assert_close(got.sum(dim=1), torch.ones(n, dtype=torch.float64))
 
 
 def test_sinkhorn_converges_to_the_equal_partition_of_eq_5():
@@ -85,7 +86,7 @@ def test_sinkhorn_converges_to_the_equal_partition_of_eq_5():
     resid = torch.log(q) - scores / 0.5  # log v_n + log u_k: rank-one additive, so double
     resid = resid - resid.mean(dim=0) - resid.mean(dim=1, keepdim=True) + resid.mean()
     assert resid.abs().max() < 1e-9  # centring leaves nothing
-    # three iterations are close to the marginals, not on them
+    # SwAV's three iterations come close to those marginals
     q3 = L.sinkhorn_knopp(scores, 0.5, 3)
     assert torch.allclose(q3.sum(dim=0), q.sum(dim=0), atol=0.05)
 

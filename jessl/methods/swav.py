@@ -44,19 +44,21 @@ class SwAV(Method):
     options = SwAVOptions
     views = "multicrop"  # 2 global crops then the local ones (SwAV: 2x224 + 6x96)
     num_views = None  # any number >= 2: the first 2 are the global views
-    multicrop = True  # data.local_views sets the number of local crops (the preset has 6)
+    multicrop = True  # takes data.local_views (issue 14's multi-crop option; unused before it)
     # SwAV appendix A.1: a 2-layer MLP to 128-D, main_swav.py's hidden_mlp 2048 with BatchNorm
     # (solo-learn's CIFAR SwAV: the same 2048-128)
     default_projector = "2048-128"
-    # main_swav.py's ImageNet recipe (batch 4096, 400+ epochs) and SwAV appendix A.1
+    # {config key: (value, source)} for the keys a user leaves unset (issue 14's method recipes):
+    # the batch-256 setting with a queue (appendix A.6, swav_200ep_bs256_pretrain.sh), jessl's
+    # default batch; A.1's batch 4096 uses 4.8 (0.3 per 256) with 10 warm-up epochs
     recipe = {
-        "optim.optimizer": ("lars", "SwAV appendix A.1, main_swav.py (LARC)"),
-        "optim.lr": (0.3, "per 256 images: main_swav.py --base_lr 4.8 at batch 4096, x 256/4096"),
-        "optim.scaling": ("linear", "SwAV appendix A.1 (lr 4.8 for batch 4096)"),
-        "optim.weight_decay": (1e-6, "SwAV appendix A.1, main_swav.py --wd"),
-        "optim.momentum": (0.9, "main_swav.py's SGD momentum under LARC"),
-        "optim.warmup_epochs": (10.0, "main_swav.py --warmup_epochs 10"),
-        "optim.final_lr": (0.001, "main_swav.py --final_lr 0.0048 of --base_lr 4.8"),
+        "optim.optimizer": ("lars", "SwAV appendix A.6 (LARC, trust 0.001, in main_swav.py)"),
+        "optim.lr": (0.6, "per 256 images, SwAV appendix A.6 (batch 256)"),
+        "optim.scaling": ("linear", "lr x B/256, as solo-learn's SwAV"),
+        "optim.weight_decay": (1e-6, "SwAV appendix A.1 and A.6"),
+        "optim.momentum": (0.9, "main_swav.py: SGD momentum 0.9 under LARC"),
+        "optim.warmup_epochs": (0.0, "swav_200ep_bs256_pretrain.sh --warmup_epochs 0"),
+        "optim.final_lr": (0.001, "SwAV appendix A.6: cosine to 0.0006 = 0.001 x 0.6"),
     }
 
     def __init__(self, backbone, projector=None, opts=None, gather=None):

@@ -310,12 +310,13 @@ def setup_process(cfg: RunConfig, say=print) -> int:
         jit = jit_module._ENABLED
         say(f"warning: train.jit={t.jit} ignored, the augmentation kernels were already "
             f"loaded with the JIT {'on' if jit else 'off'} in this process")
-    torch.set_num_threads(threads)
-    try:
+    try:  # numba first: launching its threading layer resets OpenMP's thread count, which
+        # (in a process that already ran torch ops) undid torch's setting for the first run
         import numba
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     except (ImportError, ValueError):
         pass
+    torch.set_num_threads(threads)
     random.seed(t.seed)
     np.random.seed(t.seed)
     torch.manual_seed(t.seed)
