@@ -153,9 +153,9 @@ class RunConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
-    # --- dict / YAML ----------------------------------------------------------------------
-
-    sources: dict = field(default_factory=dict, repr=False, compare=False)  # key -> origin
+    # "section.field" -> where its value came from: USER (a file, an override, set()) or
+    # "<method> recipe: <source>"; keys in neither hold RunConfig's defaults
+    sources: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         self._apply_recipe()
@@ -179,6 +179,8 @@ class RunConfig:
                 target = getattr(self, section)
                 setattr(target, name, _convert(value, _field_types(type(target))[name], key))
                 self.sources[key] = f"{self.method.name} recipe: {source}"
+
+    # --- dict / YAML ----------------------------------------------------------------------
 
     def to_dict(self) -> dict:
         """Plain nested dict; the method's options are flattened into the method section."""
@@ -381,7 +383,7 @@ class RunConfig:
             raise ConfigError(f"progressive.min_magnitude must be in [0, 1], got "
                               f"{g.min_magnitude}")
         if g.min_size:
-            full = min(self.view_list()[0].hw)
+            full = min(self._checked_views()[0].hw)
             if g.min_size > full:
                 raise ConfigError(f"progressive.min_size {g.min_size} is larger than the "
                                   f"views' size {full}")
@@ -412,11 +414,14 @@ class RunConfig:
             raise ConfigError(f"data.views: method {self.method.name!r} asks for view preset "
                               f"{views!r}, which jessl.data.views does not define; name one with "
                               f"--data.views (known: {', '.join(sorted(PRESETS))})")
+        self._checked_views()
+        return self
+
+    def _checked_views(self) -> list:
         try:
-            self.view_list()
+            return self.view_list()
         except ValueError as err:
             raise ConfigError(f"data.local_views: {err}") from None
-        return self
 
     def views_preset(self) -> str:
         """data.views, or the method's preset ("multicrop" when data.local_views > 0) + "_cifar"
