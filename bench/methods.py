@@ -35,13 +35,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from methods_no_collapse import SETTINGS, SHARED, subset_file  # noqa: E402
+from methods_no_collapse import SETTINGS, SHARED, cifar10_files, subset_file  # noqa: E402
 
 # every run, whatever its method (the CIFAR-10 recipe's habits, docs/recipes/cifar10.md)
 COMMON = {"model.backbone": "small_cnn", "data.threads": 1, "train.channels_last": True,
           "optim.warmup_epochs": 1, "train.progress": False, "train.keep_checkpoints": 1}
 QUICK = {"images": 1024, "val_images": 512, "batch_size": 64, "minutes": 0.05,
-         "calibration_steps": 4}
+         "calibration_steps": 2}
 
 
 def method_overrides(name: str, recipes: str) -> dict:
@@ -151,15 +151,8 @@ def main(argv=None) -> int:
         for key, value in QUICK.items():
             setattr(args, key, value)
     root, out = Path(args.data_root), Path(args.out)
-    if not (root / "cifar10_jpeg_train.npz").is_file():
-        raise SystemExit(f"{root}/cifar10_jpeg_train.npz not found: give --data-root "
-                         f"(the shared CIFAR-10 .npz files)")
-    out.mkdir(parents=True, exist_ok=True)
     b = args.batch_size
-    train_file = subset_file(root / "cifar10_jpeg_train.npz",
-                             out / f"cifar10_train_{args.images}.jessl", args.images)
-    val_file = subset_file(root / "cifar10_jpeg_test.npz",
-                           out / f"cifar10_test_{args.val_images}.jessl", args.val_images)
+    train_file, val_file = cifar10_files(root, out, args.images, args.val_images)
     calib_file = subset_file(root / "cifar10_jpeg_train.npz",
                              out / f"cifar10_calib_{args.calibration_steps * b}.jessl",
                              args.calibration_steps * b)
@@ -167,6 +160,10 @@ def main(argv=None) -> int:
     rows, baseline = {}, {}
     for i, name in enumerate(args.methods.split(",")):
         fields = method_overrides(name, args.recipes)
+        if args.quick:  # small heads: a smoke run of seconds
+            fields["model.projector"] = "128-64"
+            if "method.num_prototypes" in fields:
+                fields["method.num_prototypes"] = 256
         step_s = calibrate(name, calib_file, out, b, fields, args.set)
         epochs = epochs_for(args.minutes * 60, step_s, steps_per_epoch)
         print(f"{name}: {step_s:.3f} s/step -> {epochs} epochs of {steps_per_epoch} steps")

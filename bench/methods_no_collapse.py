@@ -64,6 +64,20 @@ def subset_file(npz: Path, out: Path, n: int, seed: int = 0) -> Path:
     return out
 
 
+def cifar10_files(root: Path, out: Path, images: int, val_images: int = 10000) -> tuple:
+    """(train, test) dataset files in `out`: `images` training and `val_images` test images of
+    the shared CIFAR-10 .npz files in `root` (SystemExit naming the folder if they are not there)."""
+    if not (root / "cifar10_jpeg_train.npz").is_file():
+        raise SystemExit(f"{root}/cifar10_jpeg_train.npz not found: give --data-root "
+                         f"(the shared CIFAR-10 .npz files)")
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if val_images == 10000 else f"_{val_images}"
+    return (subset_file(root / "cifar10_jpeg_train.npz", out / f"cifar10_train_{images}.jessl",
+                        images),
+            subset_file(root / "cifar10_jpeg_test.npz", out / f"cifar10_test{suffix}.jessl",
+                        val_images))
+
+
 def run_method(name: str, train_file: Path, val_file: Path, out: Path, epochs: int,
                batch_size: int, baseline: bool, overrides: list[str] = ()) -> dict:
     from jessl.config import load_config
@@ -105,13 +119,7 @@ def main(argv=None) -> int:
                    "(repeatable; e.g. --set optim.lr=0.1 to try a setting)")
     args = p.parse_args(argv)
     root, out = Path(args.data_root), Path(args.out)
-    if not (root / "cifar10_jpeg_train.npz").is_file():
-        raise SystemExit(f"{root}/cifar10_jpeg_train.npz not found: give --data-root "
-                         f"(the shared CIFAR-10 .npz files)")
-    out.mkdir(parents=True, exist_ok=True)
-    train_file = subset_file(root / "cifar10_jpeg_train.npz",
-                             out / f"cifar10_train_{args.images}.jessl", args.images)
-    val_file = subset_file(root / "cifar10_jpeg_test.npz", out / "cifar10_test.jessl", 10000)
+    train_file, val_file = cifar10_files(root, out, args.images)
     rows, random_knn = {}, None
     for i, name in enumerate(args.methods.split(",")):
         m = run_method(name, train_file, val_file, out, args.epochs, args.batch_size,

@@ -171,9 +171,9 @@ class RunConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
-    # --- dict / YAML ----------------------------------------------------------------------
-
-    sources: dict = field(default_factory=dict, repr=False, compare=False)  # key -> origin
+    # "section.field" -> where its value came from: USER (a file, an override, set()) or
+    # "<method> recipe: <source>"; keys in neither hold RunConfig's defaults
+    sources: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         self._apply_recipe()
@@ -197,6 +197,8 @@ class RunConfig:
                 target = getattr(self, section)
                 setattr(target, name, _convert(value, _field_types(type(target))[name], key))
                 self.sources[key] = f"{self.method.name} recipe: {source}"
+
+    # --- dict / YAML ----------------------------------------------------------------------
 
     def to_dict(self) -> dict:
         """Plain nested dict; the method's options are flattened into the method section."""
@@ -407,7 +409,7 @@ class RunConfig:
             raise ConfigError(f"progressive.magnitude_scales: unknown {g.magnitude_scales!r}; "
                               f"known: {', '.join(MAGNITUDE_SCALES)}")
         if g.min_size:
-            full = min(self.view_list()[0].hw)
+            full = min(self._checked_views()[0].hw)
             if g.min_size > full:
                 raise ConfigError(f"progressive.min_size {g.min_size} is larger than the "
                                   f"views' size {full}")
@@ -441,11 +443,14 @@ class RunConfig:
             raise ConfigError(f"data.views: method {self.method.name!r} asks for view preset "
                               f"{views!r}, which jessl.data.views does not define; name one with "
                               f"--data.views (known: {', '.join(sorted(PRESETS))})")
+        self._checked_views()
+        return self
+
+    def _checked_views(self) -> list:
         try:
-            self.view_list()
+            return self.view_list()
         except ValueError as err:
             raise ConfigError(f"data.local_views: {err}") from None
-        return self
 
     def _validate_hard_augment(self) -> None:
         from jessl.train.hard_augment import BN_MODES, SCORERS

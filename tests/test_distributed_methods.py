@@ -39,6 +39,12 @@ METHODS = {
     "moco": ({"queue_size": 24}, "16-8", (8, 8)),  # v2: the queue of keys
     "moco_v3": ({"version": "v3", "predictor_hidden": "16"}, "16-8", (8, 8)),  # in-batch keys
     "byol": ({}, "16-8", (8, 8)),  # per-sample losses: DDP's average alone is exact
+    # multi-crop: the two-view losses over the global-local pairs (jessl.methods.base.crop_pairs)
+    "simclr_multicrop": ({"temperature": 0.2}, "16-8", (8, 8, 6, 6)),
+    "vicreg_multicrop": ({}, "16-8", (8, 8, 6)),
+    "barlowtwins_multicrop": ({}, "16-8", (8, 8, 6)),
+    "nnclr_multicrop": ({"queue_size": 24, "predictor_hidden": "16"}, "16-8", (8, 8, 6)),
+    "byol_multicrop": ({}, "16-8", (8, 8, 6, 6)),
 }
 
 

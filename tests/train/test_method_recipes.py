@@ -118,3 +118,20 @@ def test_help_prints_the_recipe_with_sources(capsys):
     assert "dino recipe" in text
     assert "--optim.optimizer 'adamw'  DINO section 4.1" in text
     assert "--optim.weight_decay_end 0.4  cosine from 0.04 to 0.4" in text
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_help_of_every_method_sources_every_default(name):
+    """`jessl train --method NAME --help`: each option with the comment that sources it, and
+    each recipe value with its source."""
+    from dataclasses import fields
+
+    from jessl.train.command import field_docs, method_help
+    cls = METHODS[name]
+    text = method_help(name)
+    docs = field_docs(cls.options)
+    for f in fields(cls.options):
+        assert docs.get(f.name), f"{name}: option {f.name} has no source comment"
+        assert f"--method.{f.name} " in text
+    for key, (value, source) in cls.recipe_for(cls.options()).items():
+        assert f"--{key} {value!r}  {source}" in text

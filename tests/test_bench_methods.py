@@ -1,0 +1,60 @@
+"""bench/methods.py's pieces that decide the table: the epoch count from the budget, each
+method's settings, the training time it reports, the table itself. (The runs are the bench's.)"""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from jessl.config import load_config
+from jessl.methods import METHODS
+
+BENCH = Path(__file__).parents[1] / "bench" / "methods.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_methods", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_budget_becomes_whole_epochs(bench):
+    assert bench.epochs_for(15 * 60, 0.5, 195) == 9  # 900 s / 97.5 s per epoch
+    assert bench.epochs_for(60, 0.5, 195) == 1  # never 0
+    assert bench.epochs_for(15 * 60, 900 / 195 / 3, 195) == 3
+
+
+@pytest.mark.parametrize("recipes", ["bench", "paper"])
+def test_every_method_gets_a_config_that_loads(bench, recipes):
+    for name in METHODS:
+        fields = {"method.name": name, **bench.method_overrides(name, recipes)}
+        cfg = load_config(None, [f"{k}={v}" for k, v in fields.items()])
+        assert cfg.model.backbone == "small_cnn" and cfg.optim.warmup_epochs == 1
+        if recipes == "paper":  # the optimizer is the method's recipe's
+            recipe = METHODS[name].recipe_for(cfg.method.resolved_options())
+            assert all(cfg.get(k) == v for k, (v, _) in recipe.items()
+                       if k != "optim.warmup_epochs")
+        else:
+            assert cfg.optim.optimizer == "lars"
+
+
+def test_training_time_and_table(bench, tmp_path):
+    lines = [{"kind": "step", "step": 1}, {"kind": "epoch", "step": 2, "seconds": 30.0},
+             {"kind": "epoch", "step": 4, "seconds": 31.5}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert bench.training_seconds(tmp_path) == 61.5
+    lines.append({"kind": "epoch", "step": 6, "seconds": 1.0, "wall_s": 70.0})  # issue 12's
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert bench.training_seconds(tmp_path) == 70.0
+    text = bench.table({"simclr": {"settings": "lars", "train_minutes": 14.6, "knn_top1": 60.0,
+                                   "linear_top1": 65.0, "rankme": 90.0}},
+                       {"knn_top1": 38.5, "linear_top1": 40.0, "rankme_features": 50.0}, 15)
+    rows = text.splitlines()
+    assert rows[0].startswith("| method | settings | training min (budget 15)")
+    assert rows[2] == "| simclr | lars | 14.6 | 60.0% | 65.0% | 90.0 | nan |"
+    assert rows[3] == "| (random init) | | | 38.5% | 40.0% | | 50.0 |"
+    assert not math.isnan(float(rows[2].split("|")[4].strip(" %")))
