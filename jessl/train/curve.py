@@ -16,8 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from jessl.train.flops import PETA
-
+PETA = 1e15  # FLOPs in a petaFLOP (jessl.train.flops.PETA; not imported: it loads torch)
 VAL = "probe/backbone_val_top1"  # the online probe on the validation file (trainer.py)
 
 

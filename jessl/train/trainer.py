@@ -28,9 +28,9 @@ from torch import nn
 
 from jessl import __version__, distributed
 from jessl.config import RunConfig, default_threads
-from jessl.train.flops import PETA, FlopMeter, shape_key
 from jessl.train.checkpoint import (atomic_save, checkpoint_path, latest_checkpoint,
                                     load_checkpoint, prune_checkpoints, rng_state, set_rng_state)
+from jessl.train.flops import PETA, FlopMeter, shape_key
 from jessl.train.probe import OnlineProbe, probe_dims, probe_inputs, projector_blocks
 
 
