@@ -20,7 +20,8 @@ TOTAL_STEPS = 10
 BATCH = 8
 # shrink the state that is sized for ImageNet, so the contract test stays tiny
 TINY_OPTS = {"moco": {"queue_size": 32}, "nnclr": {"queue_size": 32},
-             "dino": {"num_prototypes": 64}}
+             "dino": {"num_prototypes": 64}, "swav": {"num_prototypes": 64, "queue_length": 16,
+                                                     "queue_start": 0.0}}
 # (name, options, local views): every method as its preset gives its views (None: two views, or
 # 2 global + 2 local for a multi-crop preset), then the other case of every method that takes
 # multi-crop: 3 local views for a two-view method, none for a multi-crop one
