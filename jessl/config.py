@@ -47,7 +47,7 @@ class DataConfig:
     train: str = ""  # dataset file (jessl convert) the network is pretrained on
     val: str = ""  # dataset file for the per-epoch probe accuracy and the final kNN; "" = none
     views: str = ""  # view preset (jessl.data.views.PRESETS); "" = the method's own, + "_cifar" for images <= 64 px
-    local_views: int | None = None  # multi-crop (SwAV, Caron et al. 2020, section 3.2): the 2 global views + this many local ones of the multicrop preset, from one decode; None = the method's preset as it is (multicrop: 6 local, SwAV section 4's 2x224 + 6x96; two-view presets: 0). Methods with multicrop = True take it
+    local_views: int | None = None  # multi-crop (SwAV, Caron et al. 2020, section 3.2): the 2 global views + this many local ones of the multicrop preset, from one decode; None = the method's preset as it is (multicrop: 6 local, SwAV section 4's 2x224 + 6x96; two-view presets: 0). Methods with multicrop = True or a multi-crop preset take it
     batch_size: int = 256  # images per optimizer step over all processes (global batch), SimCLR/BYOL/VICReg use 4096 on TPUs; 256 is the Cookbook's single-node default
     threads: int = 0  # loader threads per process; 0 = every core this process may use
     order: str = "random"  # random | quasi_random (files larger than RAM, FFCV) | sequential
@@ -332,12 +332,13 @@ class RunConfig:
             if d.views not in PRESETS:
                 raise ConfigError(f"data.views: unknown view preset {d.views!r}; known: "
                                   f"{', '.join(sorted(PRESETS))}")
+        from jessl.methods.base import takes_local_views
         method_cls = _methods()[self.method.name]
         if d.local_views is not None:
             if d.local_views < 0:
                 raise ConfigError(f"data.local_views must be >= 0, got {d.local_views}")
-            if d.local_views and not method_cls.multicrop:
-                takers = sorted(n for n, c in _methods().items() if c.multicrop)
+            if d.local_views and not takes_local_views(method_cls):
+                takers = sorted(n for n, c in _methods().items() if takes_local_views(c))
                 raise ConfigError(f"data.local_views: method {self.method.name!r} takes no local "
                                   f"views (multi-crop); methods that do: {', '.join(takers)}")
         for name in ("threads", "prefetch"):
@@ -488,8 +489,9 @@ class RunConfig:
         """The views the loader draws: the preset's, with data.local_views local views when the
         method takes multi-crop and the count is set (`jessl.data.views.with_local_views`)."""
         from jessl.data.views import resolve_views, with_local_views
+        from jessl.methods.base import takes_local_views
         views = resolve_views(self.views_preset())
-        if self.data.local_views is None or not _methods()[self.method.name].multicrop:
+        if self.data.local_views is None or not takes_local_views(_methods()[self.method.name]):
             return views
         return with_local_views(views, self.data.local_views, self.views_preset())
 

@@ -63,7 +63,9 @@ class Method(nn.Module):
     options: type = None  # dataclass of the method's own hyper-parameters
     views: str = "simclr"  # the view preset its paper uses (CIFAR runs add "_cifar")
     num_views: int | None = 2  # views its preset gives; None: 2 global + any local (multi-crop)
-    multicrop: bool = False  # takes local views after the N_GLOBAL global ones (data.local_views)
+    # takes local views after the N_GLOBAL global ones (data.local_views); a multi-crop preset
+    # (num_views None) implies it, see `takes_local_views`
+    multicrop: bool = False
     default_projector: str = ""  # head spec used when build_method is given none (see heads.py)
     # {config key: (value, source)}: the paper's settings for the RunConfig keys the user leaves
     # unset; keys absent here keep RunConfig's defaults (SimCLR's, appendix B.1)
@@ -93,7 +95,7 @@ class Method(nn.Module):
     def check_views(self, views: list[torch.Tensor]) -> None:
         """ValueError unless views has the count this method expects."""
         n = len(views)
-        want_any = self.num_views is None or self.multicrop
+        want_any = takes_local_views(type(self))
         if (want_any and n < N_GLOBAL) or (not want_any and n != self.num_views):
             want = f">= {N_GLOBAL}" if want_any else str(self.num_views)
             raise ValueError(f"{self.name} takes {want} views per batch, got {n} (view preset "
@@ -124,6 +126,11 @@ class Method(nn.Module):
         """Parameters (a subset of `parameters_to_optimize`) whose learning rate stays at the
         peak instead of following the schedule; none by default (SimSiam: its predictor)."""
         return []
+
+
+def takes_local_views(cls: type[Method]) -> bool:
+    """Whether method class `cls` takes local views: `multicrop`, or a multi-crop preset."""
+    return cls.multicrop or cls.num_views is None
 
 
 def encode(backbone: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from jessl.methods import METHODS, build_method
-from jessl.methods.base import N_GLOBAL, crop_pairs
+from jessl.methods.base import N_GLOBAL, crop_pairs, takes_local_views
 from jessl.models import build_backbone
 from jessl.train.schedules import cosine
 
@@ -28,7 +28,7 @@ TINY_OPTS = {"moco": {"queue_size": 32}, "nnclr": {"queue_size": 32},
 CASES = [(name, TINY_OPTS.get(name, {}), None) for name in METHODS]
 CASES.append(("moco", {"queue_size": 32, "version": "v3"}, None))
 CASES += [(name, TINY_OPTS.get(name, {}), 3 if cls.num_views == 2 else 0)
-          for name, cls in METHODS.items() if cls.multicrop]
+          for name, cls in METHODS.items() if takes_local_views(cls)]
 WITH_TEACHER = {"byol", "moco", "dino"}
 
 

@@ -177,3 +177,15 @@ def test_local_views_give_the_multicrop_views(tiny_files, tmp_path):
               "2").validate()
     with pytest.raises(ConfigError, match="data.local_views must be >= 0"):
         valid(train, val, *out, "--data.local_views", "-1").validate()
+
+
+def test_a_multicrop_preset_alone_makes_a_method_take_local_views(tiny_files, tmp_path,
+                                                                    monkeypatch):
+    """A method registered later with a multi-crop preset (num_views None) but without the
+    multicrop flag still gets data.local_views."""
+    from jessl.methods import METHODS
+    monkeypatch.setattr(METHODS["dino"], "multicrop", False)
+    train, val = tiny_files
+    cfg = valid(train, val, "--train.out", str(tmp_path / "run"), "--method.name", "dino",
+                "--data.local_views", "2").validate()
+    assert len(cfg.view_list()) == 4
