@@ -475,13 +475,14 @@ class RunConfig:
                                   f"pair of same-size views to mine")
 
     def views_preset(self) -> str:
-        """data.views, or the method's preset ("multicrop" when data.local_views > 0) + "_cifar"
-        when the train images are <= 64 px."""
+        """data.views, or the method's preset ("multicrop" for a two-view method when
+        data.local_views > 0) + "_cifar" when the train images are <= 64 px."""
         if self.data.views:
             return self.data.views
         from jessl.eval.features import small_images
-        preset = _methods()[self.method.name].views
-        if self.data.local_views:
+        method = _methods()[self.method.name]
+        preset = method.views
+        if self.data.local_views and method.num_views is not None:  # a two-view preset
             preset = "multicrop"
         return preset + ("_cifar" if small_images(self.data.train) else "")
 

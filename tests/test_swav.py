@@ -251,3 +251,16 @@ def test_bad_options_are_clear_errors():
         method(queue_length=-1)
     with pytest.raises(ValueError, match="positive epsilon"):
         method(epsilon=0.0)
+
+
+def test_swav_preset_has_the_papers_crops():
+    """SwAV's own multi-crop (appendix A.2, main_swav.py): 2 global crops of scale 0.14-1 and 6
+    local ones of 0.05-0.14, all with SimCLR's distortion at strength 1, not DINO's scales."""
+    from jessl.data.views import resolve_views
+    from jessl.methods import METHODS
+    views = resolve_views(METHODS["swav"].views)
+    assert [v.scale for v in views] == [(0.14, 1.0)] * 2 + [(0.05, 0.14)] * 6
+    assert [v.size for v in views] == [224] * 2 + [96] * 6
+    assert all((v.brightness, v.contrast, v.saturation, v.hue) == (0.8, 0.8, 0.8, 0.2)
+               for v in views)
+    assert [v.size for v in resolve_views("swav_cifar")] == [32] * 2 + [16] * 6

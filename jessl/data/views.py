@@ -149,6 +149,15 @@ def _multicrop(size, blur, mean, std, local_size=96, n_local=6):
     return global_views + [local] * n_local
 
 
+def _swav(size, blur, mean, std, local_size=96, n_local=6):
+    # SwAV (Caron et al. 2020) appendix A.1/A.2, main_swav.py: 2 global crops (scale 0.14-1) and
+    # n local ones (0.05-0.14), every crop with SimCLR's distortion at strength 1 (jitter 0.8 x
+    # (0.8, 0.8, 0.8, 0.2), grey 0.2) and blur 0.5; the CIFAR variant drops the blur as SimCLR's
+    v = View(size=size, scale=(0.14, 1.0), jitter_p=0.8, brightness=0.8, contrast=0.8,
+             saturation=0.8, hue=0.2, grey_p=0.2, blur_p=0.5 if blur else 0.0, mean=mean, std=std)
+    return [v, v] + [replace(v, size=local_size, scale=(0.05, 0.14))] * n_local
+
+
 PRESETS = {
     "simclr": lambda: _simclr(224, True, IMAGENET_MEAN, IMAGENET_STD),
     "byol": lambda: _byol(224, True, IMAGENET_MEAN, IMAGENET_STD),
@@ -157,6 +166,7 @@ PRESETS = {
     "noise": lambda: _noise(224, True, IMAGENET_MEAN, IMAGENET_STD),
     "instance": lambda: _instance(224, True, IMAGENET_MEAN, IMAGENET_STD),
     "multicrop": lambda: _multicrop(224, True, IMAGENET_MEAN, IMAGENET_STD),
+    "swav": lambda: _swav(224, True, IMAGENET_MEAN, IMAGENET_STD),
     # 32 px CIFAR variants: no blur (it destroys 32 px images; SimCLR appendix B.9)
     "simclr_cifar": lambda: _simclr(32, False, CIFAR_MEAN, CIFAR_STD),
     "byol_cifar": lambda: _byol(32, False, CIFAR_MEAN, CIFAR_STD),
@@ -165,6 +175,7 @@ PRESETS = {
     "noise_cifar": lambda: _noise(32, False, CIFAR_MEAN, CIFAR_STD),
     "instance_cifar": lambda: _instance(32, False, CIFAR_MEAN, CIFAR_STD),
     "multicrop_cifar": lambda: _multicrop(32, False, CIFAR_MEAN, CIFAR_STD, local_size=16),
+    "swav_cifar": lambda: _swav(32, False, CIFAR_MEAN, CIFAR_STD, local_size=16),
     # evaluation: Resize(256) + CenterCrop(224), or the whole 32 px image
     "eval": lambda: [View(size=224, crop="center", flip_p=0.0)],
     "eval_cifar": lambda: [View(size=32, crop="full", flip_p=0.0, mean=CIFAR_MEAN,
@@ -177,7 +188,7 @@ def with_local_views(views: list[View], n_local: int, name: str = "") -> list[Vi
     the multi-crop count without a preset per count. ValueError if `views` has no local view."""
     if n_local and len(views) < 3:
         raise ValueError(f"view preset {name or 'given'} has no local view to repeat; multi-crop "
-                         f"needs a multicrop preset (multicrop, multicrop_cifar)")
+                         f"needs a multicrop preset (multicrop, swav and their _cifar variants)")
     return views[:2] + views[2:3] * n_local
 
 

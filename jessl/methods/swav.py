@@ -14,9 +14,9 @@ from .. import distributed
 from ..losses import sinkhorn_knopp, swav_loss
 from ..models import heads
 from ..queues import push_
-from .base import Method, StepOutput, apply_head, encode
+from .base import N_GLOBAL, Method, StepOutput, apply_head, encode
 
-N_GLOBAL = 2  # main_swav.py --crops_for_assign 0 1: codes come from the two global crops only
+# codes come from the N_GLOBAL = 2 global crops only (main_swav.py --crops_for_assign 0 1)
 
 
 @dataclass
@@ -42,7 +42,7 @@ class SwAVOptions:
 class SwAV(Method):
     name = "swav"
     options = SwAVOptions
-    views = "multicrop"  # 2 global crops then the local ones (SwAV: 2x224 + 6x96)
+    views = "swav"  # 2 global crops (scale 0.14-1) then 6 local ones (0.05-0.14), appendix A.2
     num_views = None  # any number >= 2: the first 2 are the global views
     multicrop = True  # takes data.local_views (issue 14's multi-crop option; unused before it)
     # SwAV appendix A.1: a 2-layer MLP to 128-D, main_swav.py's hidden_mlp 2048 with BatchNorm

@@ -22,7 +22,7 @@ def steps(run):
 def test_swav_trains_and_resumes_exactly_with_its_queue(tiny_files, tmp_path, capsys):
     train_file, val_file = tiny_files
     train(load_config(None, tiny_overrides(train_file, val_file, tmp_path / "full", SWAV)))
-    assert "views multicrop_cifar" in capsys.readouterr().out  # 2 global + 6 local crops
+    assert "views swav_cifar" in capsys.readouterr().out  # 2 global + 6 local crops
     split = tmp_path / "split"
     train(load_config(None, tiny_overrides(train_file, val_file, split,
                                            {**SWAV, "train.stop_after": 1})))
