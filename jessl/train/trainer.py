@@ -28,6 +28,7 @@ from torch import nn
 
 from jessl import __version__, distributed
 from jessl.config import RunConfig, default_threads
+from jessl.files import write_atomic
 from jessl.train.checkpoint import (atomic_save, checkpoint_path, latest_checkpoint,
                                     load_checkpoint, prune_checkpoints, rng_state, set_rng_state)
 from jessl.train.flops import PETA, FlopMeter, shape_key
@@ -481,8 +482,9 @@ class RunLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
             kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and _kept(json.loads(line), resume_step)]
-            self.path.write_text("".join(line + "\n" for line in kept))
+                    if _kept(_record(line), resume_step)]
+            write_atomic(self.path, lambda tmp: Path(tmp).write_text(
+                "".join(line + "\n" for line in kept)))  # a kill now leaves the old file
         elif self.path.exists():
             self.path.unlink()
         self.file = open(self.path, "a")
@@ -511,8 +513,17 @@ class RunLog:
                 self.tb.close()
 
 
-def _kept(record: dict, resume_step: int) -> bool:
-    return record.get("kind") != "final" and record.get("step", 0) <= resume_step
+def _kept(record: dict | None, resume_step: int) -> bool:
+    return (record is not None and record.get("kind") != "final"
+            and record.get("step", 0) <= resume_step)
+
+
+def _record(line: str) -> dict | None:
+    """One metrics.jsonl line, or None for a blank one or the torn last line of a killed write."""
+    try:
+        return json.loads(line) if line.strip() else None
+    except json.JSONDecodeError:
+        return None
 
 
 def version_info() -> dict:
