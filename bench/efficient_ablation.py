@@ -17,6 +17,7 @@ FLOPs and in minutes, with the seed count. Everything else is docs/recipes/cifar
 
     python bench/efficient_ablation.py --data-root ../shared/data --out runs/ablation \\
         --methods simclr,byol --seeds 0,1          # the full table: hours, run it alone
+    python bench/efficient_ablation.py --predict --methods simclr,byol   # FLOP column only
     python bench/efficient_ablation.py --quick --out /tmp/ablation   # smoke test, ~2 min
 
 Finished runs are skipped when the command is run again (their results.json is read back),
@@ -107,6 +108,49 @@ def run_cell(out: Path, train_file: Path, val_file: Path, fields: dict, seed: in
     return metrics
 
 
+def predict_flops(method: str, args) -> dict:
+    """{row: training FLOPs} of every row, from the schedules alone: FLOPs are a function of
+    the view sizes per epoch (and of nothing learned), so the FLOP column of the table is
+    known before any training. Each view size's step (and selection pass) is measured once at
+    the recipe's batch size on a fresh model, as the trainer measures it."""
+    import functools
+
+    import torch
+
+    from jessl.config import load_config
+    from jessl.methods import build_method
+    from jessl.models import build_backbone
+    from jessl.train.flops import FlopMeter, step_flops_on
+    from jessl.train.hard_augment import HardAugment
+    from jessl.train.progressive import progressive_schedule
+    cfgs = {name: load_config(RECIPE, [f"{k}={v}" for k, v in
+                                       overrides(method, *row, args).items()])
+            for name, *row in SETTINGS}
+    cfg = cfgs["baseline"]  # model, method and batch are the same in every row
+    batch, steps = cfg.data.batch_size, args.images // cfg.data.batch_size
+    model = build_method(method, build_backbone(cfg.model.backbone, True), cfg.model.projector,
+                         cfg.method.resolved_options())
+
+    @functools.cache
+    def step(size: int, ha: bool) -> float:
+        f = step_flops_on(model, [torch.randn(batch, 3, size, size) for _ in range(2)])
+        if not ha:
+            return f["forward"] + f["backward"]
+        meter = FlopMeter()
+        HardAugment(args.candidates, args.ha_size).select(
+            model, [torch.randn(batch, 3, size, size) for _ in range(args.candidates)], meter)
+        return f["forward"] + f["backward"] + meter.total
+
+    out = {}
+    for name, _, spl, ha in SETTINGS:
+        c = cfgs[name]
+        sizes = (progressive_schedule(c.train.epochs, 32, c.progressive.min_size,
+                                      c.optim.warmup_epochs, c.progressive.step)[0]
+                 if spl else [32] * c.train.epochs)
+        out[name] = sum(steps * step(size, ha) for size in sizes)
+    return out
+
+
 def warm_up(train_file: Path, methods: list[str]) -> None:
     """One batch of every view recipe the runs use, candidates included, before any run is
     timed: the first run would otherwise pay for loading the augmentation kernels (numba) in
@@ -183,12 +227,22 @@ def main(argv=None) -> int:
     p.add_argument("--knn-every", type=int, default=0,
                    help="kNN every N epochs too (for `jessl curve --reach`); 0 = at the end")
     p.add_argument("--images", type=int, default=50000, help="CIFAR-10 train images used")
+    p.add_argument("--predict", action="store_true",
+                   help="print each row's training FLOPs and FLOP speed-up from the schedules "
+                   "alone (no training, a few minutes), to choose epochs and --ha-size")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 256 train / 256 test images, 3 + 3 epochs, one seed")
     args = p.parse_args(argv)
     if args.quick:
         args.images, args.epochs, args.efficient_epochs, args.seeds = 256, 3, 3, "0"
         args.f1clr_warmup, args.spl_min_size = 0.5, 16
+    if args.predict:
+        for method in args.methods.split(","):
+            flops = predict_flops(method, args)
+            for name, value in flops.items():
+                print(f"{method} {name}: {value / PETA:.4g} PFLOPs, "
+                      f"{flops['baseline'] / value:.2f}x fewer than the baseline")
+        return 0
     root, out = Path(args.data_root), Path(args.out)
     if not (root / "cifar10_jpeg_train.npz").is_file():
         raise SystemExit(f"{root}/cifar10_jpeg_train.npz not found: give --data-root "

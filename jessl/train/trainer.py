@@ -190,7 +190,8 @@ def train(cfg: RunConfig) -> dict:
                             weight_decay=schedule["weight_decay"][step])
             views_in = [v.to(device, non_blocking=True) for v in batch.views]  # no-op on the CPU
             if hard is not None:  # m candidates -> the hardest pair (+ any local crops)
-                views_in = hard.select(method, views_in, meter)
+                with autocast:
+                    views_in = hard.select(method, views_in, meter)
             key = shape_key(views_in)
             with meter.measure("forward", key), autocast:
                 out = model(views_in)
