@@ -36,6 +36,8 @@ SCHEDULES = ("warmup_cosine", "f1clr")
 SCALING_RULES = ("linear", "sqrt")
 OPTIMIZERS = ("sgd", "adamw", "lars")  # jessl.train.optim.OPTIMIZERS, kept import-free here
 ORDERS = ("random", "quasi_random", "sequential")  # jessl.data.order.ORDERS
+BN_MODES = ("batch", "eval")  # hard_augment.bn; jessl.train.hard_augment imports them from here
+SCORERS = ("student", "teacher")  # hard_augment.scorer
 
 
 class ConfigError(ValueError):
@@ -454,7 +456,6 @@ class RunConfig:
             raise ConfigError(f"data.local_views: {err}") from None
 
     def _validate_hard_augment(self) -> None:
-        from jessl.train.hard_augment import BN_MODES, SCORERS
         h = self.hard_augment
         if not h.active:
             return
@@ -479,7 +480,7 @@ class RunConfig:
         when the train images are <= 64 px."""
         if self.data.views:
             return self.data.views
-        from jessl.eval.features import small_images
+        from jessl.data.facts import small_images
         preset = _methods()[self.method.name].views
         if self.data.local_views:
             preset = "multicrop"

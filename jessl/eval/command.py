@@ -204,14 +204,14 @@ def _widths(text: str) -> tuple[int, ...]:
 
 def main(argv=None) -> int:
     """`jessl eval ...` (cli.main dispatches here so that convert/inspect never import torch)."""
-    from jessl.cli import _user_errors
+    from jessl.errors import user_errors
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return run(args)
     except KeyboardInterrupt:
         print("jessl: interrupted", file=sys.stderr)
         return 130
-    except (EvalError,) + _user_errors() as err:
+    except (EvalError,) + user_errors() as err:
         print(f"jessl: error: {err}", file=sys.stderr)
         return 1
 
@@ -331,7 +331,7 @@ def _check_loads(file: Path) -> None:
 
 
 def _model(args, data, say):
-    from jessl.eval.features import small_images
+    from jessl.data.facts import small_images
     from jessl.eval.models import from_checkpoint, from_weights, random_init
     stem = {"auto": None, "on": True, "off": False}[args.cifar_stem]
     small = small_images(data.train)  # the trainer's rule for the stem, on the probe's images

@@ -64,7 +64,8 @@ class Features(NamedTuple):
 
 def features(net: torch.nn.Module, data: EvalData, s: Settings) -> Features:
     """net over the train and test records of `data`, through the feature cache."""
-    from jessl.eval.features import eval_views, extract_features
+    from jessl.data.facts import eval_views
+    from jessl.eval.features import extract_features
     views = s.views or eval_views(data.train)  # one view for both: the train file's image size
     net = net.to(s.device)  # in place; the cache key is the weights' values, wherever they are
     if s.channels_last:

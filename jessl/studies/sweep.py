@@ -79,7 +79,7 @@ def same_run(a: dict, b: dict) -> list[str]:
 def run_status(run_dir: Path) -> str:
     """done (results.json: the trainer wrote it after the last epoch), partial (a checkpoint),
     or pending (nothing yet)."""
-    from jessl.train.checkpoint import latest_checkpoint
+    from jessl.checkpoint import latest_checkpoint
     if (run_dir / "results.json").is_file():
         return "done"
     return "partial" if latest_checkpoint(run_dir) is not None else "pending"

@@ -92,14 +92,14 @@ def run(args) -> int:
     # first: validate() checks the batch against the number of processes
     joined = distributed.init_from_env()
     is_main = distributed.rank() == 0
-    from jessl.cli import _user_errors
+    from jessl.errors import user_errors
     try:
         try:
             cfg = config_from_args(args)
             cfg.validate()
             from jessl.train.trainer import train
             metrics = train(cfg)  # checks the data can train a model before it writes
-        except (ConfigError,) + _user_errors() as err:  # a bad config, file or checkpoint
+        except (ConfigError,) + user_errors() as err:  # a bad config, file or checkpoint
             if is_main:
                 print(f"jessl: error: {err}", file=sys.stderr)
             return 2 if isinstance(err, ConfigError) else 1

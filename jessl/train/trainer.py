@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from jessl import __version__, distributed
+from jessl.checkpoint import (atomic_save, checkpoint_path, latest_checkpoint, load_checkpoint,
+                               prune_checkpoints, rng_state, set_rng_state)
 from jessl.config import RunConfig, default_threads
-from jessl.train.checkpoint import (atomic_save, checkpoint_path, latest_checkpoint,
-                                    load_checkpoint, prune_checkpoints, rng_state, set_rng_state)
 from jessl.train.flops import PETA, FlopMeter, shape_key
 from jessl.train.probe import OnlineProbe, probe_dims, probe_inputs, projector_blocks
 
@@ -48,7 +48,8 @@ def train(cfg: RunConfig) -> dict:
 
     # --- data --------------------------------------------------------------------------------
     from jessl.data.loader import Loader  # after setup_process: the JIT switch is read at import
-    from jessl.eval.features import extract_features, small_images
+    from jessl.data.facts import eval_preset, small_images
+    from jessl.eval.features import extract_features
     from jessl.train import hard_augment
     small = small_images(cfg.data.train)
     views = cfg.views_preset()
@@ -67,7 +68,7 @@ def train(cfg: RunConfig) -> dict:
             f"{cost['eq9_speedup']:.2f})")
     labels = loader.labels
     num_classes = int(labels.max()) + 1 if (labels >= 0).any() else 0
-    eval_views = "eval_cifar" if small else "eval"
+    eval_views = eval_preset(small)
     say(f"data: {cfg.data.train} ({len(loader.indices):,} images, {num_classes} classes), "
         f"views {views}, batch {cfg.data.batch_size} ({world} x {loader.batch_size}), "
         f"{steps_per_epoch} steps/epoch x {t.epochs} epochs")
@@ -388,8 +389,8 @@ def view_schedule(cfg: RunConfig, loader) -> tuple[list[int], list[float]]:
 def build_schedules(cfg: RunConfig, steps_per_epoch: int) -> dict:
     """{"lr", "momentum", "weight_decay"}: arrays of one value per step, plus "peak_lr" (the
     per-256 lr scaled to the global batch, SSL Cookbook 3.8.1) and "warmup_steps"."""
+    from jessl.schedules import one_cycle_f1clr, scaled_lr, warmup_cosine
     from jessl.train.optim import weight_decay_schedule
-    from jessl.train.schedules import one_cycle_f1clr, scaled_lr, warmup_cosine
     o = cfg.optim
     total = cfg.train.epochs * steps_per_epoch
     peak = scaled_lr(o.lr, cfg.data.batch_size, o.scaling)
