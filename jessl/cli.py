@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from jessl import __version__
-from jessl.errors import user_errors
+from jessl.errors import USER_ERRORS, print_error
 
 
 def main(argv=None) -> int:
@@ -43,8 +43,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("jessl: interrupted; nothing was written", file=sys.stderr)
         return 130
-    except user_errors() as err:  # anything else is a bug: let its traceback show
-        print(f"jessl: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:  # anything else is a bug: let its traceback show
+        print_error(err)
         return 1
 
 

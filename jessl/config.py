@@ -29,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from jessl.errors import UserError
 from jessl.runtime import check_device
 
 PRECISIONS = ("fp32", "bf16")
@@ -40,7 +41,7 @@ BN_MODES = ("batch", "eval")  # hard_augment.bn; jessl.train.hard_augment import
 SCORERS = ("student", "teacher")  # hard_augment.scorer
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot run; the message names the field and what would be accepted."""
 
 

@@ -2,11 +2,10 @@
 
 From the bottom (docs/architecture.md says why in this order):
 
-    base helpers   jessl (the version), files, runtime, schedules, checkpoint, losses,
-                   queues, distributed: no import of a jessl folder
+    base helpers   jessl (the version), files, runtime, errors, schedules, checkpoint,
+                   losses, queues, distributed: no import of a jessl folder
     data           dataset file, reader, ops, views, loader; `data.facts` holds the view-size
                    rule (SMALL_IMAGE_PX) that config, trainer and eval all decide with
-    errors         the errors every command prints as one line (above data: it names them)
     models         backbones and heads
     methods        one file a method, on losses, models and the EMA schedule
     config         RunConfig: checks names against the data, model and method registries
@@ -29,10 +28,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "jessl"
 
 LAYERS = [  # bottom first; an import may go to its own layer (if acyclic) or any layer below
-    {"jessl", "files", "runtime", "schedules", "checkpoint", "losses", "queues",
+    {"jessl", "files", "runtime", "errors", "schedules", "checkpoint", "losses", "queues",
      "distributed"},
     {"data"},
-    {"errors"},
     {"models"},
     {"methods"},
     {"config"},

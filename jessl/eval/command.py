@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from jessl.errors import USER_ERRORS, print_error
 from jessl.eval.datasets import REGISTRY, EvalError
 
 DATA_HELP = ("dataset files are written by `jessl convert` (e.g. `jessl convert "
@@ -204,15 +205,14 @@ def _widths(text: str) -> tuple[int, ...]:
 
 def main(argv=None) -> int:
     """`jessl eval ...` (cli.main dispatches here so that convert/inspect never import torch)."""
-    from jessl.errors import user_errors
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return run(args)
     except KeyboardInterrupt:
         print("jessl: interrupted", file=sys.stderr)
         return 130
-    except (EvalError,) + user_errors() as err:
-        print(f"jessl: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        print_error(err)
         return 1
 
 

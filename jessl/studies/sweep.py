@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from jessl.config import ConfigError, RunConfig
+from jessl.errors import UserError
 from jessl.files import write_atomic
 from jessl.studies.grid import Point, value_text
 
@@ -36,7 +37,7 @@ FORMAT = "jessl-sweep/1"
 RUNTIME_KEYS = {("train", "threads"), ("data", "threads"), ("train", "progress")}
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
     """A sweep that cannot start: the message names the folder, point or key."""
 
 
