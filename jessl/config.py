@@ -425,12 +425,12 @@ class RunConfig:
         if e.k < 1 or e.temperature <= 0 or e.batch_size < 1 or e.rankme_samples < 1:
             raise ConfigError("eval.k, eval.temperature, eval.batch_size and "
                               "eval.rankme_samples must be positive")
-        # the data file last: it is opened (header and index only) to count its records
-        from jessl.data.reader import Reader
+        # the data file last: it is opened (header and index only) to count its records, once
+        # for every layer that asks about it (jessl.data.facts)
+        from jessl.data.facts import shared_reader
         from jessl.distributed import world_size
         try:
-            with Reader(d.train) as reader:
-                n = len(reader)
+            n = len(shared_reader(d.train))
         except Exception as err:
             raise ConfigError(f"data.train: {d.train} is not a readable dataset file: {err}") \
                 from None

@@ -335,18 +335,19 @@ def build_loader(cfg: RunConfig, Loader, views, world: int):
     stops here with a ConfigError, before it writes anything (issue 15: SimCLR on one image or
     with batch size 1 ran to the end with a loss of exactly 0.0, learning nothing)."""
     from jessl.config import ConfigError
+    from jessl.data.facts import shared_reader
     from jessl.data.reader import Reader
     if cfg.data.val:  # opened (and validated) now, not after the first epoch
         Reader(cfg.data.val).close()
-    with Reader(cfg.data.train) as reader:
-        images = len(reader)
+    reader = shared_reader(cfg.data.train)  # the one the config's checks opened
+    images = len(reader)
     if images < 2 or cfg.data.batch_size < 2:
         what = f"{images} image" if images < 2 else f"data.batch_size {cfg.data.batch_size}"
         raise ConfigError(f"{what}: a batch of one image leaves a method nothing to compare it "
                           f"with (no negatives, no batch statistics), so it cannot learn; "
                           f"train on at least 2 images a batch")
     try:
-        return Loader(cfg.data.train, cfg.data.batch_size // world, views,
+        return Loader(reader, cfg.data.batch_size // world, views,
                       order=cfg.data.order, seed=cfg.train.seed, drop_last=True,
                       num_threads=cfg.data.threads or None, rank=distributed.rank(),
                       world_size=world, prefetch=cfg.data.prefetch,
