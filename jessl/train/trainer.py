@@ -18,7 +18,6 @@ import os
 import platform
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -304,11 +303,9 @@ def setup_process(cfg: RunConfig, say=print) -> int:
     place a run sets them, and logs them. Returns the torch thread count."""
     t = cfg.train
     threads = t.threads or default_threads()
-    os.environ["JESSL_JIT"] = "1" if t.jit else "0"  # read by jessl.data.ops at first import
-    jit_module = sys.modules.get("jessl.data.ops._jit")
-    jit = t.jit
-    if jit_module is not None and jit_module._ENABLED != t.jit:
-        jit = jit_module._ENABLED
+    from jessl.runtime import set_jit
+    jit = set_jit(t.jit)  # the kernels are built with it when jessl.data.ops is first imported
+    if jit != t.jit:
         say(f"warning: train.jit={t.jit} ignored, the augmentation kernels were already "
             f"loaded with the JIT {'on' if jit else 'off'} in this process")
     try:  # numba first: launching its threading layer resets OpenMP's thread count, which
@@ -537,6 +534,8 @@ def environment(torch_threads: int, loader_threads: int, cfg: RunConfig,
                 device: torch.device | None = None) -> dict:
     """What the numbers depend on: versions, CPU, threads, the process layout."""
     import numba
+
+    from jessl.runtime import jit_in_force
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -549,7 +548,7 @@ def environment(torch_threads: int, loader_threads: int, cfg: RunConfig,
             "numpy": np.__version__, "numba": numba.__version__, "platform": platform.platform(),
             "cpu": cpu, "cores_available": default_threads(), "cores_machine": os.cpu_count(),
             "torch_threads": torch_threads, "loader_threads": loader_threads,
-            "jit": os.environ.get("JESSL_JIT", "1") != "0", "precision": cfg.train.precision,
+            "jit": jit_in_force(), "precision": cfg.train.precision,
             "device": str(device) if device is not None else cfg.train.device,
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "world_size": distributed.world_size()}
