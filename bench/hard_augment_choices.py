@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     from jessl.data.views import resolve_views
     from jessl.methods import build_method
     from jessl.models import build_backbone
-    from jessl.train.checkpoint import latest_checkpoint, load_checkpoint
+    from jessl.checkpoint import latest_checkpoint, load_checkpoint
 
     root, out = Path(args.data_root), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from jessl import __version__
+from jessl.errors import USER_ERRORS, print_error
 
 
 def main(argv=None) -> int:
@@ -42,16 +43,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("jessl: interrupted; nothing was written", file=sys.stderr)
         return 130
-    except _user_errors() as err:  # anything else is a bug: let its traceback show
-        print(f"jessl: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:  # anything else is a bug: let its traceback show
+        print_error(err)
         return 1
-
-
-def _user_errors() -> tuple:
-    """Errors that describe bad input or a bad file, printed without a traceback."""
-    from jessl.data import ConversionError, FormatError, ImageError, RecordError, SourceError
-    return (ConversionError, FormatError, ImageError, RecordError, SourceError,
-            FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError)
 
 
 def _raise_interrupt(signum, frame):

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from jessl.errors import UserError
 from jessl.runtime import check_device
 
 PRECISIONS = ("fp32", "bf16")
@@ -36,9 +37,11 @@ SCHEDULES = ("warmup_cosine", "f1clr")
 SCALING_RULES = ("linear", "sqrt")
 OPTIMIZERS = ("sgd", "adamw", "lars")  # jessl.train.optim.OPTIMIZERS, kept import-free here
 ORDERS = ("random", "quasi_random", "sequential")  # jessl.data.order.ORDERS
+BN_MODES = ("batch", "eval")  # hard_augment.bn; jessl.train.hard_augment imports them from here
+SCORERS = ("student", "teacher")  # hard_augment.scorer
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot run; the message names the field and what would be accepted."""
 
 
@@ -422,12 +425,12 @@ class RunConfig:
         if e.k < 1 or e.temperature <= 0 or e.batch_size < 1 or e.rankme_samples < 1:
             raise ConfigError("eval.k, eval.temperature, eval.batch_size and "
                               "eval.rankme_samples must be positive")
-        # the data file last: it is opened (header and index only) to count its records
-        from jessl.data.reader import Reader
+        # the data file last: it is opened (header and index only) to count its records, once
+        # for every layer that asks about it (jessl.data.facts)
+        from jessl.data.facts import shared_reader
         from jessl.distributed import world_size
         try:
-            with Reader(d.train) as reader:
-                n = len(reader)
+            n = len(shared_reader(d.train))
         except Exception as err:
             raise ConfigError(f"data.train: {d.train} is not a readable dataset file: {err}") \
                 from None
@@ -454,7 +457,6 @@ class RunConfig:
             raise ConfigError(f"data.local_views: {err}") from None
 
     def _validate_hard_augment(self) -> None:
-        from jessl.train.hard_augment import BN_MODES, SCORERS
         h = self.hard_augment
         if not h.active:
             return
@@ -479,7 +481,7 @@ class RunConfig:
         data.local_views > 0) + "_cifar" when the train images are <= 64 px."""
         if self.data.views:
             return self.data.views
-        from jessl.eval.features import small_images
+        from jessl.data.facts import small_images
         method = _methods()[self.method.name]
         preset = method.views
         if self.data.local_views and method.num_views is not None:  # a two-view preset

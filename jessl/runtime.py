@@ -73,3 +73,36 @@ def quiet_worker_signals() -> None:
     import signal
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# --- the augmentation kernels' JIT switch -------------------------------------------------------
+
+JIT_ENV = "JESSL_JIT"  # "0" in the environment: plain-Python kernels, when set_jit was not called
+_jit_choice: bool | None = None  # set_jit's argument; None = the environment decides
+
+
+def set_jit(enabled: bool) -> bool:
+    """Compile the augmentation kernels with numba (True) or keep them plain Python, which a
+    debugger can step into (False), in this process. The kernels are built when
+    `jessl.data.ops` is first imported, so the choice counts only before that; returns the
+    switch in force (the built one, when they were already loaded)."""
+    global _jit_choice
+    import sys
+    if "jessl.data.ops._jit" not in sys.modules:
+        _jit_choice = bool(enabled)
+    return jit_in_force()
+
+
+def jit_choice() -> bool:
+    """What the kernels will be built with: set_jit's choice, else JESSL_JIT (unset: on)."""
+    if _jit_choice is not None:
+        return _jit_choice
+    import os
+    return os.environ.get(JIT_ENV, "1") != "0"
+
+
+def jit_in_force() -> bool:
+    """Whether the kernels are compiled (once built) or will be (before)."""
+    import sys
+    built = sys.modules.get("jessl.data.ops._jit")
+    return built._ENABLED if built is not None else jit_choice()

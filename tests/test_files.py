@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
+from jessl.checkpoint import atomic_save
 from jessl.files import write_atomic
-from jessl.train.checkpoint import atomic_save
 
 
 def _write_text(text):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from jessl.train.schedules import cosine, one_cycle_f1clr, scaled_lr, warmup_cosine
+from jessl.schedules import cosine, one_cycle_f1clr, scaled_lr, warmup_cosine
 
 
 def f1clr_point(t, lr_max, L, tw, bh, bl):

@@ -19,13 +19,14 @@ import simplejpeg
 from PIL import Image
 
 from jessl.data.format import JPEG, MAX_SIDE, RAW
+from jessl.errors import UserError
 
 FORMATS = ("auto", "raw", "jpeg")
 DEFAULT_QUALITY = 90  # JPEG quality when re-encoding; FFCV's default `jpeg_quality`
 DEFAULT_MAX_PIXELS = 16_384 * 16_384  # decompression-bomb guard: 268 Mpx, 16k a side still fits
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """A source image that cannot be stored faithfully; the message says why."""
 
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jessl.errors import UserError
+
 MAGIC = b"JESSL\x00\r\n"  # NUL and CRLF catch text-mode transfers, as PNG's signature does
 VERSION = 2  # what the writer writes; v2 added a CRC32 column to bytes/str/json fields
 READABLE_VERSIONS = (1, 2)
@@ -61,7 +63,7 @@ _COLUMNS = {
 BLOB_TYPES = ("image", "bytes", "str", "json")
 
 
-class FormatError(ValueError):
+class FormatError(UserError, ValueError):
     """A dataset file that is truncated, corrupted or not a jessl file; names the file."""
 
 

@@ -18,9 +18,10 @@ import simplejpeg
 
 from jessl.data.format import (BLOB_TYPES, RAW, FormatError, parse_header, parse_index,
                                parse_meta)
+from jessl.errors import UserError
 
 
-class RecordError(ValueError):
+class RecordError(UserError, ValueError):
     """A record that cannot be read back (a corrupt JPEG, a checksum mismatch); names it."""
 
 

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from jessl.errors import UserError
+
 # torchvision.datasets.folder.IMG_EXTENSIONS, so a folder converts to the same records
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
-class SourceError(ValueError):
+class SourceError(UserError, ValueError):
     """A source that cannot be read as a whole (missing keys, inconsistent arrays ...)."""
 
 

@@ -25,13 +25,14 @@ from jessl.data.encode import EncodeOptions, ImageError, encode_image
 from jessl.data.format import (HEADER_SIZE, INDEX_ALIGN, VERSION, Header, check_schema,
                                index_dtype)
 from jessl.data.sources import DatasetSource, open_source
+from jessl.errors import UserError
 from jessl.files import make_folders, remove_empty_folders
 from jessl.runtime import quiet_worker_signals
 
 ON_ERROR = ("fail", "skip")
 
 
-class ConversionError(RuntimeError):
+class ConversionError(UserError, RuntimeError):
     """The conversion stopped on a record; the message names the source, the record and why."""
 
 

@@ -73,7 +73,8 @@ def augmented_linear_probe(backbone: nn.Module, train_path, test_path=None, *, t
     from jessl.data.loader import Loader
     from jessl.data.reader import Reader
     from jessl.data.views import resolve_views
-    from jessl.eval.features import device_of, eval_views, extract_features
+    from jessl.data.facts import eval_views
+    from jessl.eval.features import device_of, extract_features
 
     test_path = train_path if test_path is None else test_path
     plain = resolve_views(eval_views(train_path) if views is None else views)[:1]

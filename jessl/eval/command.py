@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from jessl.config import EvalConfig
+from jessl.errors import USER_ERRORS, print_error
 from jessl.eval.datasets import REGISTRY, EvalError
 
 DATA_HELP = ("dataset files are written by `jessl convert` (e.g. `jessl convert "
@@ -152,8 +154,9 @@ def _common_options() -> argparse.ArgumentParser:
                    "order, and --random-init's weights (default 0)")
     g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch and loader threads (default: all available cores)")
-    g.add_argument("--batch-size", type=int, default=256, help="images per forward pass when "
-                   "extracting features (default 256)")
+    g.add_argument("--batch-size", type=int, default=EvalConfig.batch_size,
+                   help="images per forward pass when extracting features (default "
+                   "%(default)s)")
     g.add_argument("--device", default="auto", help="where the network extracts features: "
                    "auto (a CUDA GPU when torch sees one, else cpu), cpu, cuda, cuda:N; the "
                    "probes themselves run on the CPU (default auto)")
@@ -167,10 +170,12 @@ def _common_options() -> argparse.ArgumentParser:
 
 
 def _knn_options(p) -> None:
-    p.add_argument("--k", type=_ints, default=(20, 200), metavar="K,K",
-                   help="neighbours (default 20,200: DINO's best, and InstDisc's)")
-    p.add_argument("--temperature", type=float, default=0.07,
-                   help="vote weight exp(sim / T) (default 0.07, DINO)")
+    from jessl.eval.knn import KS, TEMPERATURE
+    p.add_argument("--k", type=_ints, default=KS, metavar="K,K",
+                   help=f"neighbours (default {','.join(map(str, KS))}: DINO's best, and "
+                   f"InstDisc's)")
+    p.add_argument("--temperature", type=float, default=TEMPERATURE,
+                   help="vote weight exp(sim / T) (default %(default)s, DINO)")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -204,15 +209,14 @@ def _widths(text: str) -> tuple[int, ...]:
 
 def main(argv=None) -> int:
     """`jessl eval ...` (cli.main dispatches here so that convert/inspect never import torch)."""
-    from jessl.cli import _user_errors
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return run(args)
     except KeyboardInterrupt:
         print("jessl: interrupted", file=sys.stderr)
         return 130
-    except (EvalError,) + _user_errors() as err:
-        print(f"jessl: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        print_error(err)
         return 1
 
 
@@ -331,7 +335,7 @@ def _check_loads(file: Path) -> None:
 
 
 def _model(args, data, say):
-    from jessl.eval.features import small_images
+    from jessl.data.facts import small_images
     from jessl.eval.models import from_checkpoint, from_weights, random_init
     stem = {"auto": None, "on": True, "off": False}[args.cifar_stem]
     small = small_images(data.train)  # the trainer's rule for the stem, on the probe's images

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jessl.errors import UserError
 from jessl.eval.splits import stratified_split
 
 DATA_ENV = "JESSL_DATA"  # a folder holding the registry's files (.jessl or .npz)
@@ -24,7 +25,7 @@ CACHE_ENV = "JESSL_CACHE"  # where converted files and features go (default ~/.c
 SUFFIXES = (".jessl", ".npz")  # looked up in this order: a converted file is used as it is
 
 
-class EvalError(ValueError):
+class EvalError(UserError, ValueError):
     """Bad input to an evaluation (a missing file, an unknown name): one line, no traceback."""
 
 

@@ -16,21 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-SMALL_IMAGE_PX = 64  # images no larger than this get the 32 px "_cifar" presets (CIFAR, STL at 64)
-
-
-def small_images(path) -> bool:
-    """True when every image of the dataset file is at most 64 px on its longer side."""
-    from jessl.data.reader import Reader
-    with Reader(path) as reader:
-        h, w = reader.index["image.height"], reader.index["image.width"]
-        return bool(len(h)) and int(max(h.max(), w.max())) <= SMALL_IMAGE_PX
-
-
-def eval_views(path) -> str:
-    """The evaluation preset that suits the file: "eval_cifar" for small images, else "eval"."""
-    return "eval_cifar" if small_images(path) else "eval"
-
+from jessl.data.facts import eval_views
 
 def extract_features(backbone: nn.Module, path, views=None, batch_size: int = 256,
                      num_threads: int | None = None, indices=None, cache_dir=None,
@@ -72,7 +58,7 @@ def extract_features(backbone: nn.Module, path, views=None, batch_size: int = 25
         backbone.train(was_training)
     features, labels = torch.cat(feats), torch.cat(labels)
     if cache_file is not None:
-        from jessl.train.checkpoint import atomic_save
+        from jessl.checkpoint import atomic_save
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_save({"features": features, "labels": labels}, cache_file)
     return features, labels

@@ -78,7 +78,7 @@ def baseline_of(model: EvalModel) -> EvalModel:
 
 def checkpoint_file(path) -> Path:
     """A checkpoint file, or a run folder -> its newest checkpoint; EvalError when none."""
-    from jessl.train.checkpoint import latest_checkpoint
+    from jessl.checkpoint import latest_checkpoint
     path = Path(path)
     if path.is_dir():
         found = latest_checkpoint(path)
@@ -98,7 +98,7 @@ def from_checkpoint(path, cifar_stem: bool | None = None, data_small: bool | Non
     (None there too) gets the trainer's rule applied to its train file, or, if that file is
     gone, to the conv1 kernel of a ResNet, or finally to the evaluation data (data_small).
     """
-    from jessl.train.checkpoint import load_checkpoint
+    from jessl.checkpoint import load_checkpoint
     file = checkpoint_file(path)
     try:
         ckpt = load_checkpoint(file)
@@ -142,7 +142,7 @@ def from_checkpoint(path, cifar_stem: bool | None = None, data_small: bool | Non
 
 
 def _stem_of_run(config: dict, backbone_state: dict, data_small: bool | None, say) -> bool:
-    from jessl.eval.features import small_images
+    from jessl.data.facts import small_images
     train = (config.get("data") or {}).get("train")
     if train and Path(train).is_file():
         return small_images(train)  # what the trainer decided, from the same file

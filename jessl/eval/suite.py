@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from jessl.config import EvalConfig
 from jessl.eval.datasets import EvalData, EvalError
 from jessl.eval.knn import KS, TEMPERATURE, knn_accuracy
 from jessl.eval.models import EvalModel, baseline_of
@@ -23,7 +24,7 @@ from jessl.eval.rankme import alpha_req, rankme
 from jessl.eval.report import BASELINE
 
 PROBES = ("knn", "linear", "mlp", "rankme")
-RANKME_SAMPLES = 25600  # rows RankMe is computed on, Garrido et al. 2023 section 4
+RANKME_SAMPLES = EvalConfig.rankme_samples  # rows RankMe is computed on: 25,600 (the trainer's)
 
 # The suite's probe sizes, cut so a small_cnn checkpoint and its baseline go through CIFAR-10
 # (50k / 10k) and Tiny-ImageNet (8k / 2k) in a few minutes on 2 CPU cores (README, Evaluation).
@@ -64,7 +65,8 @@ class Features(NamedTuple):
 
 def features(net: torch.nn.Module, data: EvalData, s: Settings) -> Features:
     """net over the train and test records of `data`, through the feature cache."""
-    from jessl.eval.features import eval_views, extract_features
+    from jessl.data.facts import eval_views
+    from jessl.eval.features import extract_features
     views = s.views or eval_views(data.train)  # one view for both: the train file's image size
     net = net.to(s.device)  # in place; the cache key is the weights' values, wherever they are
     if s.channels_last:

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..train.schedules import cosine
+from ..schedules import cosine
 
 N_GLOBAL = 2  # multi-crop's global crops, always the first views (SwAV section 3.2, DINO)
 
@@ -194,6 +194,6 @@ def _cosine(start: float, end: float, total_steps: int) -> np.ndarray:
 
 
 def cosine_at(start: float, end: float, step: int, total_steps: int) -> float:
-    """Value at `step` of `jessl.train.schedules.cosine(start, end, total_steps)` (cached array)."""
+    """Value at `step` of `jessl.schedules.cosine(start, end, total_steps)` (cached array)."""
     return float(_cosine(float(start), float(end), int(total_steps))[min(step, total_steps - 1)])
 

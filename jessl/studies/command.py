@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from jessl.errors import USER_ERRORS, print_error
 from jessl.studies.study import METRICS
 
 
@@ -19,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
     """A bad option: one `jessl ...: error:` line and status 2, as `jessl train` does."""
 
     def error(self, message):
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print_error(message, self.prog)
         sys.exit(2)
 
 
@@ -102,8 +103,9 @@ def sweep_main(argv=None) -> int:
                              slurm=slurm, resume=args.resume == "auto",
                              retry_failed=args.retry_failed, wait=args.wait,
                              argv=["jessl", "sweep", *argv])
-    except (ValueError, ImportError) as err:  # ConfigError and SweepError are ValueErrors
-        print(f"jessl sweep: error: {err}", file=sys.stderr)
+    # ConfigError and SweepError are UserErrors; a grid or study file's value, a ValueError
+    except USER_ERRORS + (ValueError, ImportError) as err:
+        print_error(err, "jessl sweep")
         return 2
     except KeyboardInterrupt:
         print("jessl sweep: interrupted; continue with --resume auto", file=sys.stderr)
@@ -152,8 +154,8 @@ def report_main(argv=None) -> int:
         if args.plot:
             report.plot(result, args.plot)
             print(f"plot: {args.plot}")
-    except (ValueError, FileNotFoundError) as err:
-        print(f"jessl report: error: {err}", file=sys.stderr)
+    except USER_ERRORS + (ValueError,) as err:
+        print_error(err, "jessl report")
         return 1
     return 0
 

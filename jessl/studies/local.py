@@ -78,7 +78,7 @@ def run_local(out: Path, manifest: dict, parallel: int = 1, threads: int = 0,
 def _start(out: Path, entry: dict, command, env) -> subprocess.Popen:
     run_dir = out / entry["name"]
     status = run_status(run_dir)
-    from jessl.train.checkpoint import latest_checkpoint
+    from jessl.checkpoint import latest_checkpoint
     ckpt = latest_checkpoint(run_dir)
     entry["attempts"].append({"started": utc_now(),
                               "resumed_from": ckpt.name if ckpt else None,

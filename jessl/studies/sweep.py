@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from jessl.config import ConfigError, RunConfig
+from jessl.errors import UserError
 from jessl.files import write_atomic
 from jessl.studies.grid import Point, value_text
 
@@ -36,7 +37,7 @@ FORMAT = "jessl-sweep/1"
 RUNTIME_KEYS = {("train", "threads"), ("data", "threads"), ("train", "progress")}
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
     """A sweep that cannot start: the message names the folder, point or key."""
 
 
@@ -79,7 +80,7 @@ def same_run(a: dict, b: dict) -> list[str]:
 def run_status(run_dir: Path) -> str:
     """done (results.json: the trainer wrote it after the last epoch), partial (a checkpoint),
     or pending (nothing yet)."""
-    from jessl.train.checkpoint import latest_checkpoint
+    from jessl.checkpoint import latest_checkpoint
     if (run_dir / "results.json").is_file():
         return "done"
     return "partial" if latest_checkpoint(run_dir) is not None else "pending"

@@ -21,6 +21,7 @@ import sys
 from dataclasses import MISSING, fields
 
 from jessl.config import SECTIONS, ConfigError, RunConfig, load_config
+from jessl.errors import USER_ERRORS, print_error
 
 # the short flags most runs need -> the config field they set
 SHORTCUTS = {
@@ -77,7 +78,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _one_line_error(message: str):
-    print(f"jessl: error: {message}", file=sys.stderr)
+    print_error(message)
     sys.exit(2)
 
 
@@ -92,16 +93,15 @@ def run(args) -> int:
     # first: validate() checks the batch against the number of processes
     joined = distributed.init_from_env()
     is_main = distributed.rank() == 0
-    from jessl.cli import _user_errors
     try:
         try:
             cfg = config_from_args(args)
             cfg.validate()
             from jessl.train.trainer import train
             metrics = train(cfg)  # checks the data can train a model before it writes
-        except (ConfigError,) + _user_errors() as err:  # a bad config, file or checkpoint
+        except USER_ERRORS as err:  # a bad config, file or checkpoint
             if is_main:
-                print(f"jessl: error: {err}", file=sys.stderr)
+                print_error(err)
             return 2 if isinstance(err, ConfigError) else 1
     finally:
         if joined:

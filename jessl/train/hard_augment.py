@@ -36,11 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jessl.config import BN_MODES, SCORERS  # the config checks them before any work
 from jessl.data.views import View
 from jessl.train.flops import FlopMeter, hard_augment_overhead_eq11, shape_key
-
-BN_MODES = ("batch", "eval")
-SCORERS = ("student", "teacher")
 
 
 def candidate_views(views: list[View], m: int) -> list[View]:

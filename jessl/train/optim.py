@@ -136,7 +136,7 @@ def set_hyperparams(
 def weight_decay_schedule(start: float, end: float | None, total_steps: int) -> np.ndarray:
     """(total_steps,) weight decay: constant `start`, or a half-cosine from `start` to `end`
     (DINO section 4.1 / main_dino.py: 0.04 -> 0.4, "the weight decay follows a cosine schedule")."""
-    from jessl.train.schedules import cosine
+    from jessl.schedules import cosine
     if end is None:
         return np.full(total_steps, float(start))
     return cosine(start, end, total_steps)

@@ -17,11 +17,11 @@ default train.out/slurm. submitit is optional: `pip install 'jessl[slurm]'`.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from jessl.config import ConfigError, RunConfig
+from jessl.errors import print_error
 
 
 @dataclass
@@ -169,8 +169,8 @@ def run(args, train_argv: list[str]) -> int:
     try:
         cfg = command.config_from_args(train_args)
         job = submit(cfg, opts)
-    except (ConfigError, ImportError) as err:
-        print(f"jessl: error: {err}", file=sys.stderr)
+    except (ConfigError, ImportError) as err:  # ImportError: submitit is not installed
+        print_error(err)
         return 2
     print(f"submitted job {job.job_id}: {cfg.method.name} -> {cfg.train.out} (logs: "
           f"{opts.folder or Path(cfg.train.out) / 'slurm'})")

@@ -18,7 +18,6 @@ import os
 import platform
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,10 +26,10 @@ import torch
 from torch import nn
 
 from jessl import __version__, distributed
+from jessl.checkpoint import (atomic_save, checkpoint_path, latest_checkpoint, load_checkpoint,
+                               prune_checkpoints, rng_state, set_rng_state)
 from jessl.config import RunConfig, default_threads
 from jessl.files import write_atomic
-from jessl.train.checkpoint import (atomic_save, checkpoint_path, latest_checkpoint,
-                                    load_checkpoint, prune_checkpoints, rng_state, set_rng_state)
 from jessl.train.flops import PETA, FlopMeter, shape_key
 from jessl.train.probe import OnlineProbe, probe_dims, probe_inputs, projector_blocks
 
@@ -49,7 +48,8 @@ def train(cfg: RunConfig) -> dict:
 
     # --- data --------------------------------------------------------------------------------
     from jessl.data.loader import Loader  # after setup_process: the JIT switch is read at import
-    from jessl.eval.features import extract_features, small_images
+    from jessl.data.facts import eval_preset, small_images
+    from jessl.eval.features import extract_features
     from jessl.train import hard_augment
     small = small_images(cfg.data.train)
     views = cfg.views_preset()
@@ -68,7 +68,7 @@ def train(cfg: RunConfig) -> dict:
             f"{cost['eq9_speedup']:.2f})")
     labels = loader.labels
     num_classes = int(labels.max()) + 1 if (labels >= 0).any() else 0
-    eval_views = "eval_cifar" if small else "eval"
+    eval_views = eval_preset(small)
     say(f"data: {cfg.data.train} ({len(loader.indices):,} images, {num_classes} classes), "
         f"views {views}, batch {cfg.data.batch_size} ({world} x {loader.batch_size}), "
         f"{steps_per_epoch} steps/epoch x {t.epochs} epochs")
@@ -305,11 +305,9 @@ def setup_process(cfg: RunConfig, say=print) -> int:
     place a run sets them, and logs them. Returns the torch thread count."""
     t = cfg.train
     threads = t.threads or default_threads()
-    os.environ["JESSL_JIT"] = "1" if t.jit else "0"  # read by jessl.data.ops at first import
-    jit_module = sys.modules.get("jessl.data.ops._jit")
-    jit = t.jit
-    if jit_module is not None and jit_module._ENABLED != t.jit:
-        jit = jit_module._ENABLED
+    from jessl.runtime import set_jit
+    jit = set_jit(t.jit)  # the kernels are built with it when jessl.data.ops is first imported
+    if jit != t.jit:
         say(f"warning: train.jit={t.jit} ignored, the augmentation kernels were already "
             f"loaded with the JIT {'on' if jit else 'off'} in this process")
     try:  # numba first: launching its threading layer resets OpenMP's thread count, which
@@ -336,18 +334,19 @@ def build_loader(cfg: RunConfig, Loader, views, world: int):
     stops here with a ConfigError, before it writes anything (issue 15: SimCLR on one image or
     with batch size 1 ran to the end with a loss of exactly 0.0, learning nothing)."""
     from jessl.config import ConfigError
+    from jessl.data.facts import shared_reader
     from jessl.data.reader import Reader
     if cfg.data.val:  # opened (and validated) now, not after the first epoch
         Reader(cfg.data.val).close()
-    with Reader(cfg.data.train) as reader:
-        images = len(reader)
+    reader = shared_reader(cfg.data.train)  # the one the config's checks opened
+    images = len(reader)
     if images < 2 or cfg.data.batch_size < 2:
         what = f"{images} image" if images < 2 else f"data.batch_size {cfg.data.batch_size}"
         raise ConfigError(f"{what}: a batch of one image leaves a method nothing to compare it "
                           f"with (no negatives, no batch statistics), so it cannot learn; "
                           f"train on at least 2 images a batch")
     try:
-        return Loader(cfg.data.train, cfg.data.batch_size // world, views,
+        return Loader(reader, cfg.data.batch_size // world, views,
                       order=cfg.data.order, seed=cfg.train.seed, drop_last=True,
                       num_threads=cfg.data.threads or None, rank=distributed.rank(),
                       world_size=world, prefetch=cfg.data.prefetch,
@@ -390,8 +389,8 @@ def view_schedule(cfg: RunConfig, loader) -> tuple[list[int], list[float]]:
 def build_schedules(cfg: RunConfig, steps_per_epoch: int) -> dict:
     """{"lr", "momentum", "weight_decay"}: arrays of one value per step, plus "peak_lr" (the
     per-256 lr scaled to the global batch, SSL Cookbook 3.8.1) and "warmup_steps"."""
+    from jessl.schedules import one_cycle_f1clr, scaled_lr, warmup_cosine
     from jessl.train.optim import weight_decay_schedule
-    from jessl.train.schedules import one_cycle_f1clr, scaled_lr, warmup_cosine
     o = cfg.optim
     total = cfg.train.epochs * steps_per_epoch
     peak = scaled_lr(o.lr, cfg.data.batch_size, o.scaling)
@@ -547,6 +546,8 @@ def environment(torch_threads: int, loader_threads: int, cfg: RunConfig,
                 device: torch.device | None = None) -> dict:
     """What the numbers depend on: versions, CPU, threads, the process layout."""
     import numba
+
+    from jessl.runtime import jit_in_force
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -559,7 +560,7 @@ def environment(torch_threads: int, loader_threads: int, cfg: RunConfig,
             "numpy": np.__version__, "numba": numba.__version__, "platform": platform.platform(),
             "cpu": cpu, "cores_available": default_threads(), "cores_machine": os.cpu_count(),
             "torch_threads": torch_threads, "loader_threads": loader_threads,
-            "jit": os.environ.get("JESSL_JIT", "1") != "0", "precision": cfg.train.precision,
+            "jit": jit_in_force(), "precision": cfg.train.precision,
             "device": str(device) if device is not None else cfg.train.device,
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "world_size": distributed.world_size()}

@@ -10,11 +10,11 @@ import pytest
 import torch
 import torchvision
 
+from jessl.checkpoint import latest_checkpoint, load_checkpoint
 from jessl.cli import main
 from jessl.config import load_config
 from jessl.eval.datasets import REGISTRY, DatasetEntry, EvalError, load_data
 from jessl.eval.models import from_checkpoint, from_weights
-from jessl.train.checkpoint import latest_checkpoint, load_checkpoint
 from tests.train.conftest import colour_images, tiny_overrides, write_file
 
 FAST = ["--threads", "1", "--batch-size", "64"]

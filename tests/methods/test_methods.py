@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from jessl.methods import METHODS, build_method
 from jessl.methods.base import N_GLOBAL, crop_pairs, takes_local_views
 from jessl.models import build_backbone
-from jessl.train.schedules import cosine
+from jessl.schedules import cosine
 
 TOTAL_STEPS = 10
 BATCH = 8

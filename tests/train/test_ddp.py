@@ -16,9 +16,9 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from jessl.checkpoint import list_checkpoints, load_checkpoint
 from jessl.config import load_config
 from jessl.data.loader import Loader
-from jessl.train.checkpoint import list_checkpoints, load_checkpoint
 from jessl.train.trainer import train
 
 from ..spawn import free_port

@@ -89,7 +89,7 @@ def test_atomic_checkpoint_and_rng_round_trip(tmp_path):
 
     import numpy as np
 
-    from jessl.train.checkpoint import (atomic_save, checkpoint_path, latest_checkpoint,
+    from jessl.checkpoint import (atomic_save, checkpoint_path, latest_checkpoint,
                                         load_checkpoint, prune_checkpoints, rng_state,
                                         set_rng_state)
     state = rng_state()

@@ -11,9 +11,9 @@ from jessl.data.loader import Loader
 from jessl.data.views import View, resolve_views
 from jessl.methods import build_method
 from jessl.models import build_backbone
+from jessl.schedules import warmup_cosine
 from jessl.train.flops import step_flops_on
 from jessl.train.progressive import progressive_schedule, relative_cost, stage_sizes
-from jessl.train.schedules import warmup_cosine
 from jessl.train.trainer import train
 
 from .conftest import tiny_overrides

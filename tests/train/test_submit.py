@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from jessl.checkpoint import list_checkpoints, load_checkpoint
 from jessl.config import ConfigError, load_config
-from jessl.train.checkpoint import list_checkpoints, load_checkpoint
 from jessl.train.submit import SlurmOptions, TrainJob, executor, submit
 
 from .conftest import tiny_overrides

@@ -13,8 +13,8 @@ import torch
 import yaml
 
 from jessl import distributed
+from jessl.checkpoint import list_checkpoints, load_checkpoint
 from jessl.config import RunConfig, load_config
-from jessl.train.checkpoint import list_checkpoints, load_checkpoint
 from jessl.train.trainer import build_schedules, train
 
 from .conftest import tiny_overrides

@@ -27,7 +27,8 @@ How each op draws its parameters (`op.sampling` says the same):
 - GaussianNoise: Bernoulli(p), then a 63-bit seed from which the kernel derives every deviate.
 - Normalize: no draw.
 
-Kernels compile with numba (nogil) unless JESSL_JIT=0; see `_jit.py`.
+Kernels compile with numba (nogil) unless `jessl.runtime.set_jit(False)` (or JESSL_JIT=0)
+switched that off before this package was imported; see `_jit.py`.
 """
 
 from __future__ import annotations

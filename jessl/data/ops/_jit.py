@@ -2,27 +2,26 @@
 
 Every kernel in `jessl.data.ops` is written once, as plain Python over NumPy arrays, and decorated
 with `jit`. With the JIT on (the default) numba compiles it `nogil` so the loader's threads run
-kernels in parallel; with `JESSL_JIT=0` in the environment *before* `jessl.data.ops` is first
+kernels in parallel; with `jessl.runtime.set_jit(False)` called before `jessl.data.ops` is first
 imported, every kernel stays plain Python, so a debugger and print() work inside it (the same
-idea as FFCV's `Compiler.set_enabled(False)`). The config layer sets the variable in one logged
-place; nothing else reads it.
+idea as FFCV's `Compiler.set_enabled(False)`). The trainer calls it with `train.jit`, in one
+logged place; without a call, `JESSL_JIT=0` in the environment is the default's way off.
 """
 
 from __future__ import annotations
 
-import os
-
 import numba
 
-ENV_VAR = "JESSL_JIT"
+from jessl.runtime import jit_choice
 
 
 def jit_enabled() -> bool:
-    """Whether kernels are compiled: `JESSL_JIT` unset or not "0", and numba's own switch is off."""
-    return os.environ.get(ENV_VAR, "1") != "0" and not numba.config.DISABLE_JIT
+    """Whether kernels are compiled: `jessl.runtime.jit_choice()` (set_jit's, else JESSL_JIT)
+    and numba's own switch is off."""
+    return jit_choice() and not numba.config.DISABLE_JIT
 
 
-_ENABLED = jit_enabled()  # read once at import: kernels are decorated when their module loads
+_ENABLED = jit_enabled()  # read once, when the kernels are built: their modules decorate them
 
 
 def jit(fn):
