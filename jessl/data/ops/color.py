@@ -303,13 +303,15 @@ def color_kernel(src, order, factors, grayscale, planes, dst):
             split = k
     cur = flat_src
     mean = ZERO
+    # np.int64, not bare 0 and 4: numba compiles a callee again for each literal argument
+    no_op, all_ops = np.int64(0), np.int64(4)
     if split < 4:
         total = 0
         for start in range(0, npix, block):
             n = min(block, npix - start)
             load_block(flat_src, start, n, planes)
             if split > 0:
-                ops_block(planes, n, order, factors, 0, split, ZERO)
+                ops_block(planes, n, order, factors, no_op, split, ZERO)
                 store_block(planes, n, flat_dst, start)
             total += grey_sum_block(planes, n)
         mean = F32(np.float64(total) / npix)  # exact sum below 2**53: torch's mean, rounded once
@@ -319,7 +321,7 @@ def color_kernel(src, order, factors, grayscale, planes, dst):
     for start in range(0, npix, block):
         n = min(block, npix - start)
         load_block(cur, start, n, planes)
-        ops_block(planes, n, order, factors, first, 4, mean)
+        ops_block(planes, n, order, factors, first, all_ops, mean)
         if grayscale:
             grey_block(planes, n)
         store_block(planes, n, flat_dst, start)
