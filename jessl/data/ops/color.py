@@ -297,14 +297,15 @@ def color_kernel(src, order, factors, grayscale, planes, dst):
     flat_src = src.reshape(npix * 3)
     flat_dst = dst.reshape(npix * 3)
     block = planes.shape[1]
-    split = 4  # order index of contrast; 4 = no contrast, one pass
+    # order index of contrast; 4 = no contrast, one pass. Set from a value, not a bare 4, as
+    # below: numba compiles a callee again for each literal argument (it saw split as 4 first)
+    split = order.shape[0]
     for k in range(4):
         if order[k] == CONTRAST:
             split = k
     cur = flat_src
     mean = ZERO
-    # np.int64, not bare 0 and 4: numba compiles a callee again for each literal argument
-    no_op, all_ops = np.int64(0), np.int64(4)
+    no_op, all_ops = np.int64(0), order.shape[0]
     if split < 4:
         total = 0
         for start in range(0, npix, block):
