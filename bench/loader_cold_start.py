@@ -50,7 +50,8 @@ def child(data: str, views: str, batch_size: int, threads: int, cache: str) -> d
     env = {**os.environ, "NUMBA_CACHE_DIR": cache,
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", CHILD, data, views, str(batch_size),
-                          str(threads)], env=env, capture_output=True, text=True, check=True)
+                          str(threads)], env=env, capture_output=True, text=True, check=True,
+                         cwd=ROOT)  # `python -c` puts the working folder first on sys.path
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["stderr"] = out.stderr.strip()
     return result
