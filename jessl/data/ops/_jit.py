@@ -68,11 +68,11 @@ class CompileNotice(event.Listener):
     def on_start(self, ev):
         dispatcher = (ev.data or {}).get("dispatcher")
         fn = getattr(dispatcher, "py_func", None)
-        if self.printed or fn is None or not fn.__module__.startswith("jessl."):
+        if self.printed or not (getattr(fn, "__module__", None) or "").startswith("jessl."):
             return
         self.printed = True
-        print(f"jessl: compiling the augmentation kernels these views use (first run only, "
-              f"cached in {cache_dir()}) ...", file=self.stream or sys.stderr, flush=True)
+        print(f"jessl: compiling the augmentation kernels these views use (first run after "
+              f"installing; cached in {cache_dir()}) ...", file=self.stream or sys.stderr, flush=True)
 
     def on_end(self, ev):
         pass
