@@ -57,6 +57,14 @@ def child(data: str, views: str, batch_size: int, threads: int, cache: str) -> d
     return result
 
 
+def report(label: str, run: dict) -> None:
+    """One run's line, and what it wrote on stderr (the compile notice on a cold cache)."""
+    print(f"{label}: import {run['import_s']:.2f} s, first batch {run['first_batch_s']:.2f} s "
+          f"({run['first_batch_cpu_s']:.2f} s CPU), sha256 {run['sha256']}", flush=True)
+    if run["stderr"]:
+        print("  stderr: " + run["stderr"].replace("\n", "\n  "))
+
+
 def digits_file(folder: Path) -> str:
     """The quickstart's training file, written once."""
     sys.path.insert(0, str(ROOT))
@@ -79,18 +87,13 @@ def main(argv=None) -> int:
         for r in range(args.repeats):
             cache = tempfile.mkdtemp(prefix=f"numba{r}-", dir=tmp)
             cold.append(child(data, args.views, args.batch_size, args.threads, cache))
-            print(f"cold run {r}: import {cold[-1]['import_s']:.2f} s, first batch "
-                  f"{cold[-1]['first_batch_s']:.2f} s ({cold[-1]['first_batch_cpu_s']:.2f} s CPU), sha256 {cold[-1]['sha256']}", flush=True)
-            if cold[-1]["stderr"]:
-                print("  stderr: " + cold[-1]["stderr"].replace("\n", "\n  "))
+            report(f"cold run {r}", cold[-1])
         warm = child(data, args.views, args.batch_size, args.threads, cache)
-        print(f"warm run:   import {warm['import_s']:.2f} s, first batch "
-              f"{warm['first_batch_s']:.2f} s ({warm['first_batch_cpu_s']:.2f} s CPU), sha256 {warm['sha256']}")
-        if warm["stderr"]:
-            print("  stderr: " + warm["stderr"].replace("\n", "\n  "))
+        report("warm run  ", warm)
     summary = {"views": args.views, "batch_size": args.batch_size, "threads": args.threads,
                "cold_first_batch_s": statistics.median(c["first_batch_s"] for c in cold),
-               "cold_first_batch_cpu_s": statistics.median(c["first_batch_cpu_s"] for c in cold),
+               "cold_first_batch_cpu_s":
+                   statistics.median(c["first_batch_cpu_s"] for c in cold),
                "cold_import_s": statistics.median(c["import_s"] for c in cold),
                "warm_first_batch_s": warm["first_batch_s"], "warm_import_s": warm["import_s"],
                "sha256": sorted({c["sha256"] for c in cold} | {warm["sha256"]})}

@@ -72,7 +72,8 @@ class CompileNotice(event.Listener):
             return
         self.printed = True
         print(f"jessl: compiling the augmentation kernels these views use (first run after "
-              f"installing; cached in {cache_dir()}) ...", file=self.stream or sys.stderr, flush=True)
+              f"installing; cached in {cache_dir()}) ...", file=self.stream or sys.stderr,
+              flush=True)
 
     def on_end(self, ev):
         pass
