@@ -14,6 +14,8 @@ is then loaded from numba's on-disk cache in milliseconds. The cache sits next t
 (`__pycache__`, numba's own choice) when that folder is writable, which holds for a virtual
 environment or an editable install; for a read-only install it goes to the user's cache folder,
 `~/.cache/jessl/numba`, not to a temporary one; a NUMBA_CACHE_DIR set by the user always wins.
+(numba has one cache folder setting per process, so in that read-only case other packages'
+cached numba functions land there too, each under its own source path.)
 """
 
 from __future__ import annotations
