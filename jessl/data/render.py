@@ -4,9 +4,10 @@ The loader's worker thread hands over: the sources (raw records straight from th
 JPEGs decoded once into one buffer at their DCT scale), and the parameters of every
 (record, view) drawn by `jessl.data.sampler`. Per view it then runs
 
-    crop_color_kernel   crop box -> antialiased resize (+ flip) -> ColorJitter -> grey
+    crop_chunk_kernel   crop box -> antialiased resize (+ flip)
+    color_chunk_kernel  ColorJitter -> grey
     GaussianBlur        OpenCV's separable filter, only on the records whose coin came up
-    finish_kernel       solarize -> (noise +) normalise into the batch tensor
+    solarize_chunk_kernel, then (noise +) normalise into the batch tensor
 
 so the per-image Python work is a handful of calls per chunk instead of a dozen per view.
 The kernels are those of `jessl.data.ops`, called from numba; the samplers' parameter layout is
@@ -58,15 +59,14 @@ def map_box(top, left, h, w, height, width, src_h, src_w):
 
 
 @jit
-def crop_color_kernel(raw_data, decoded, from_raw, offsets, heights, widths, channels,
-                      src_hs, src_ws, ints, floats, out_h, out_w, stage):
-    """Per record j: crop + resize (+ flip) its source into stage[j], then jitter and grey.
+def crop_chunk_kernel(raw_data, decoded, from_raw, offsets, heights, widths, channels,
+                      src_hs, src_ws, ints, stage):
+    """Per record j: crop + resize (+ flip) its source into stage[j].
 
     Sources: record j's pixels are raw_data[offsets[j]:] (from_raw) or decoded[offsets[j]:],
     (src_hs[j], src_ws[j], channels[j]); its parameters were drawn for (heights[j], widths[j]).
     Returns -1, or the first record whose box falls outside its source (nothing read then).
     """
-    planes = np.empty((3, BLOCK), np.float32)
     for j in range(stage.shape[0]):
         c = channels[j]
         sh, sw = src_hs[j], src_ws[j]
@@ -81,35 +81,42 @@ def crop_color_kernel(raw_data, decoded, from_raw, offsets, heights, widths, cha
         if top < 0 or left < 0 or h < 1 or w < 1 or top + h > sh or left + w > sw:
             return j
         crop_resize_kernel(src, top, left, h, w, p[S.I_FLIP] != 0, stage[j])
-        color_one(stage[j], p, floats[j], planes)
     return -1
 
 
 @jit
-def color_one(image, p, f, planes):
-    """ColorJitter and grey as drawn for one view, in place."""
-    order = p[S.I_ORDER:S.I_ORDER + 4]
-    grey = p[S.I_GREY] != 0
-    if grey or order.max() >= 0:
-        factors = f[S.F_FACTORS:S.F_FACTORS + 4].astype(np.float32)
-        color_kernel(image, order, factors, grey, planes, image)
-
-
-@jit
 def color_chunk_kernel(stage, ints, floats):
-    """ColorJitter and grey of every record's view, in place."""
+    """ColorJitter and grey of every record's view as drawn, in place."""
     planes = np.empty((3, BLOCK), np.float32)
     for j in range(stage.shape[0]):
-        color_one(stage[j], ints[j], floats[j], planes)
+        p = ints[j]
+        order = p[S.I_ORDER:S.I_ORDER + 4]
+        grey = p[S.I_GREY] != 0
+        if grey or order.max() >= 0:
+            factors = floats[j, S.F_FACTORS:S.F_FACTORS + 4].astype(np.float32)
+            color_kernel(stage[j], order, factors, grey, planes, stage[j])
 
 
 @jit
-def finish_float_kernel(stage, ints, threshold, lut, mean, std, noise_sigma, out):
-    """Per record j: solarize if drawn, then (noise +) normalise stage[j] into float out[j]."""
+def solarize_chunk_kernel(stage, ints, threshold):
+    """Solarize in place the records whose coin came up."""
+    for j in range(stage.shape[0]):
+        if ints[j, S.I_SOLARIZE] != 0:
+            solarize_kernel(stage[j], threshold, stage[j])
+
+
+@jit
+def float_chunk_kernel(stage, lut, out):
+    """Normalise every record's stage[j] into float out[j] through the per-channel table."""
+    for j in range(stage.shape[0]):
+        to_float_chw_kernel(stage[j], lut, out[j])
+
+
+@jit
+def float_noise_chunk_kernel(stage, ints, lut, mean, std, noise_sigma, out):
+    """Per record j: noise + normalise if drawn, else normalise, stage[j] into float out[j]."""
     for j in range(stage.shape[0]):
         p = ints[j]
-        if p[S.I_SOLARIZE] != 0:
-            solarize_kernel(stage[j], threshold, stage[j])
         if p[S.I_NOISE] != 0:
             to_float_chw_noise_kernel(stage[j], mean, std, np.float32(0.0), noise_sigma,
                                       p[S.I_SEED], out[j])
@@ -118,11 +125,9 @@ def finish_float_kernel(stage, ints, threshold, lut, mean, std, noise_sigma, out
 
 
 @jit
-def finish_uint8_kernel(stage, ints, threshold, out):
-    """Per record j: solarize if drawn, then transpose stage[j] into uint8 CHW out[j]."""
+def uint8_chunk_kernel(stage, out):
+    """Transpose every record's stage[j] into uint8 CHW out[j]."""
     for j in range(stage.shape[0]):
-        if ints[j, S.I_SOLARIZE] != 0:
-            solarize_kernel(stage[j], threshold, stage[j])
         to_uint8_chw_kernel(stage[j], out[j])
 
 
@@ -148,22 +153,30 @@ def crop_each(sources, ints_v: np.ndarray, stage: np.ndarray) -> int:
 
 def render_view(sources, ints_v: np.ndarray, floats_v: np.ndarray, view, lut, out: np.ndarray,
                 stage: np.ndarray) -> int:
-    """All records of a chunk for one view; returns -1 or the index of a bad record."""
+    """All records of a chunk for one view; returns -1 or the index of a bad record.
+
+    Each op family is its own kernel, called only when some record of the chunk drew it, so a
+    fresh install compiles only the ops the run's views use (crops + flip: no colour, solarize
+    or noise code), and a chunk skips the passes none of its records needs."""
     out_h, out_w = view.hw
     if out_h * out_w >= LARGE_VIEW:
         bad = crop_each(sources, ints_v, stage)
-        if bad < 0:
-            color_chunk_kernel(stage, ints_v, floats_v)
-    else:  # small views: everything in one call, no Python per record
-        bad = crop_color_kernel(*sources, ints_v, floats_v, out_h, out_w, stage)
+    else:  # small views: one call for the chunk, no Python per record
+        bad = crop_chunk_kernel(*sources, ints_v, stage)
     if bad >= 0:
         return bad
+    if ints_v[:, S.I_GREY].any() or (ints_v[:, S.I_ORDER:S.I_ORDER + 4] >= 0).any():
+        color_chunk_kernel(stage, ints_v, floats_v)
     for j in np.flatnonzero(ints_v[:, S.I_BLUR]):
         gaussian_blur(stage[j], view.kernel_size, float(floats_v[j, S.F_SIGMA]), stage[j])
-    threshold = np.float64(view.solarize_threshold)
+    if ints_v[:, S.I_SOLARIZE].any():
+        solarize_chunk_kernel(stage, ints_v, np.float64(view.solarize_threshold))
     if lut is None:
-        finish_uint8_kernel(stage, ints_v, threshold, out)
+        uint8_chunk_kernel(stage, out)
+    elif ints_v[:, S.I_NOISE].any():
+        float_noise_chunk_kernel(stage, ints_v, lut, np.asarray(view.mean, np.float32),
+                                 np.asarray(view.std, np.float32), np.float32(view.noise_std),
+                                 out)
     else:
-        finish_float_kernel(stage, ints_v, threshold, lut, np.asarray(view.mean, np.float32),
-                            np.asarray(view.std, np.float32), np.float32(view.noise_std), out)
+        float_chunk_kernel(stage, lut, out)
     return -1

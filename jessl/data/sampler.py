@@ -147,7 +147,9 @@ def sample_view_kernel(u, height, width, cfg, ints, floats):
         k += 1
     if cfg[C_JITTER_P] > 0:
         applied = u[k] < cfg[C_JITTER_P]
-        order = np.arange(4)
+        order = np.empty(4, np.int64)  # 0..3; filled by hand: np.arange costs a compile
+        for i in range(4):
+            order[i] = i
         for i in range(3, 0, -1):  # Fisher-Yates: each of the 24 orders equally likely
             j = randint(u[k + 4 - i], i + 1)
             order[i], order[j] = order[j], order[i]

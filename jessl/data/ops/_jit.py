@@ -1,4 +1,5 @@
-"""The one JIT switch for the augmentation kernels.
+"""The one JIT switch for the augmentation kernels, where their compiled code is kept, and the
+notice printed while they compile.
 
 Every kernel in `jessl.data.ops` is written once, as plain Python over NumPy arrays, and decorated
 with `jit`. With the JIT on (the default) numba compiles it `nogil` so the loader's threads run
@@ -6,13 +7,29 @@ kernels in parallel; with `jessl.runtime.set_jit(False)` called before `jessl.da
 imported, every kernel stays plain Python, so a debugger and print() work inside it (the same
 idea as FFCV's `Compiler.set_enabled(False)`). The trainer calls it with `train.jit`, in one
 logged place; without a call, `JESSL_JIT=0` in the environment is the default's way off.
+
+Compiling takes seconds on the first run of a fresh install (numba compiles a kernel the first
+time it is called with a new type signature, so only the ops a run's views draw are compiled) and
+is then loaded from numba's on-disk cache in milliseconds. The cache sits next to the package
+(`__pycache__`, numba's own choice) when that folder is writable, which holds for a virtual
+environment or an editable install; for a read-only install it goes to the user's cache folder,
+`~/.cache/jessl/numba`, not to a temporary one; a NUMBA_CACHE_DIR set by the user always wins.
+(numba has one cache folder setting per process, so in that read-only case other packages'
+cached numba functions land there too, each under its own source path.)
 """
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import numba
+from numba.core import event
 
 from jessl.runtime import jit_choice
+
+PACKAGE = Path(__file__).resolve().parents[2]  # the jessl package folder
 
 
 def jit_enabled() -> bool:
@@ -21,7 +38,58 @@ def jit_enabled() -> bool:
     return jit_choice() and not numba.config.DISABLE_JIT
 
 
+def user_cache_dir(environ=os.environ) -> Path:
+    """~/.cache/jessl/numba, or under XDG_CACHE_HOME when that is set (the XDG convention)."""
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "jessl" / "numba"
+
+
+def cache_dir_override(package: Path = PACKAGE, environ=os.environ) -> Path | None:
+    """The folder numba should cache the kernels in, or None to leave numba's choice: None when
+    the user set NUMBA_CACHE_DIR or the package's folders are writable (numba then caches in
+    each module's __pycache__, which lives as long as the install)."""
+    if environ.get("NUMBA_CACHE_DIR"):
+        return None
+    folders = [package / "data", package / "data" / "ops"]
+    if all(os.access(f / "__pycache__" if (f / "__pycache__").is_dir() else f, os.W_OK)
+           for f in folders):
+        return None
+    return user_cache_dir(environ)
+
+
+def cache_dir() -> str:
+    """Where the kernels are cached, in words for the notice."""
+    return numba.config.CACHE_DIR or f"the __pycache__ folders under {PACKAGE / 'data'}"
+
+
+class CompileNotice(event.Listener):
+    """Prints one line, once per process, when numba starts compiling a jessl kernel: numba
+    sends "numba:compile" only after a cache miss, so a warm cache prints nothing."""
+
+    def __init__(self, stream=None):
+        self.stream, self.printed = stream, False
+
+    def on_start(self, ev):
+        dispatcher = (ev.data or {}).get("dispatcher")
+        fn = getattr(dispatcher, "py_func", None)
+        if self.printed or not (getattr(fn, "__module__", None) or "").startswith("jessl."):
+            return
+        self.printed = True
+        print(f"jessl: compiling the augmentation kernels these views use (first run after "
+              f"installing; cached in {cache_dir()}) ...", file=self.stream or sys.stderr,
+              flush=True)
+
+    def on_end(self, ev):
+        pass
+
+
 _ENABLED = jit_enabled()  # read once, when the kernels are built: their modules decorate them
+NOTICE = CompileNotice()
+if _ENABLED:
+    _override = cache_dir_override()
+    if _override is not None:  # before any kernel is decorated: numba picks its folder then
+        numba.config.CACHE_DIR = str(_override)
+    event.register("numba:compile", NOTICE)
 
 
 def jit(fn):

@@ -297,19 +297,22 @@ def color_kernel(src, order, factors, grayscale, planes, dst):
     flat_src = src.reshape(npix * 3)
     flat_dst = dst.reshape(npix * 3)
     block = planes.shape[1]
-    split = 4  # order index of contrast; 4 = no contrast, one pass
+    # order index of contrast; 4 = no contrast, one pass. Set from a value, not a bare 4, as
+    # below: numba compiles a callee again for each literal argument (it saw split as 4 first)
+    split = order.shape[0]
     for k in range(4):
         if order[k] == CONTRAST:
             split = k
     cur = flat_src
     mean = ZERO
+    no_op, all_ops = np.int64(0), order.shape[0]
     if split < 4:
         total = 0
         for start in range(0, npix, block):
             n = min(block, npix - start)
             load_block(flat_src, start, n, planes)
             if split > 0:
-                ops_block(planes, n, order, factors, 0, split, ZERO)
+                ops_block(planes, n, order, factors, no_op, split, ZERO)
                 store_block(planes, n, flat_dst, start)
             total += grey_sum_block(planes, n)
         mean = F32(np.float64(total) / npix)  # exact sum below 2**53: torch's mean, rounded once
@@ -319,7 +322,7 @@ def color_kernel(src, order, factors, grayscale, planes, dst):
     for start in range(0, npix, block):
         n = min(block, npix - start)
         load_block(cur, start, n, planes)
-        ops_block(planes, n, order, factors, first, 4, mean)
+        ops_block(planes, n, order, factors, first, all_ops, mean)
         if grayscale:
             grey_block(planes, n)
         store_block(planes, n, flat_dst, start)

@@ -241,7 +241,8 @@ def crop_resize_kernel(src, top, left, h, w, flip, dst):
                          tmp_t.reshape((out_w, h * c)))
     tmp = np.empty((h, out_w, c), np.uint8)
     transpose_kernel(tmp_t, tmp)
-    resample_rows_kernel(tmp.reshape((h, out_w * c)), ys, yc, yw, False, acc,
+    # np.bool_, not a bare False: numba compiles a callee again for each literal argument
+    resample_rows_kernel(tmp.reshape((h, out_w * c)), ys, yc, yw, np.bool_(False), acc,
                          dst.reshape((out_h, out_w * 3)))
 
 
