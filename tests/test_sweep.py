@@ -299,3 +299,18 @@ def test_a_failed_point_stays_failed_unless_retried(tiny, tmp_path):
     again = run_sweep(study, out, resume=True, retry_failed=True, command=fail,
                       say=lambda *a: None)["points"][0]
     assert len(again["attempts"]) == 2 and again["status"] == "failed"
+
+
+@pytest.mark.parametrize("grid", ["optim.lr", "optim.lr=", "optim.lr=0.1,0.1"])
+def test_a_bad_grid_is_one_line_and_writes_nothing(grid, tmp_path, capsys):
+    """Grid mistakes are StudyErrors (UserErrors): `jessl sweep` prints one line, exits 2 and
+    creates no sweep folder."""
+    from jessl.studies.command import sweep_main
+    from jessl.studies.grid import StudyError
+    from jessl.errors import UserError
+    assert issubclass(StudyError, UserError)
+    out = tmp_path / "sweep"
+    assert sweep_main(["--grid", grid, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("jessl sweep: error: ") and "\n" not in err and "Traceback" not in err
+    assert not out.exists()

@@ -32,6 +32,7 @@ from jessl.data.reader import Reader, jpeg_size
 from jessl.data.render import dct_factors, render_view
 from jessl.data.sampler import sample_chunk, view_configs
 from jessl.data.views import resolve_views
+from jessl.errors import UserError
 
 OUTPUTS = ("float", "uint8")
 # uint8 levels: with exact=True a crop (+ flip) view is torchvision v2's within this bound (the
@@ -39,8 +40,9 @@ OUTPUTS = ("float", "uint8")
 EXACT_BOUND = 2
 
 
-class LoaderError(RuntimeError):
-    """A record could not be turned into views; names the file and the record."""
+class LoaderError(UserError, RuntimeError):
+    """A record could not be turned into views; names the file and the record (a bad input, so
+    the CLI prints it as one line, not a traceback)."""
 
 
 @dataclass

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from jessl.errors import USER_ERRORS, print_error
+from jessl.studies.grid import StudyError
 from jessl.studies.study import METRICS
 
 
@@ -79,7 +80,7 @@ def study_from_args(args):
         study.seeds = seed_list(args.seeds)
     for item in args.overrides:
         if "=" not in item:
-            raise ValueError(f"unexpected argument {item!r}: overrides are section.field=VALUE")
+            raise StudyError(f"unexpected argument {item!r}: overrides are section.field=VALUE")
     study.overrides = list(study.overrides) + list(args.overrides)
     return study
 
@@ -103,8 +104,8 @@ def sweep_main(argv=None) -> int:
                              slurm=slurm, resume=args.resume == "auto",
                              retry_failed=args.retry_failed, wait=args.wait,
                              argv=["jessl", "sweep", *argv])
-    # ConfigError and SweepError are UserErrors; a grid or study file's value, a ValueError
-    except USER_ERRORS + (ValueError, ImportError) as err:
+    # ConfigError, SweepError and StudyError are UserErrors; ImportError: submitit missing
+    except USER_ERRORS + (ImportError,) as err:
         print_error(err, "jessl sweep")
         return 2
     except KeyboardInterrupt:
@@ -154,7 +155,7 @@ def report_main(argv=None) -> int:
         if args.plot:
             report.plot(result, args.plot)
             print(f"plot: {args.plot}")
-    except USER_ERRORS + (ValueError,) as err:
+    except USER_ERRORS as err:
         print_error(err, "jessl report")
         return 1
     return 0

@@ -27,6 +27,14 @@ from dataclasses import dataclass
 
 import yaml
 
+from jessl.errors import UserError
+
+
+class StudyError(UserError, ValueError):
+    """A grid, seed list, study file or report request that cannot be used: the message names
+    the file, key or value (a ValueError too, for callers that catch that)."""
+
+
 SEED_KEY = "train.seed"
 MAX_NAME = 96  # characters; file systems allow 255, shells and SLURM logs are happier short
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")  # `=` marks a key: never inside a value
@@ -50,15 +58,15 @@ def expand_grid(grid: list[tuple[str, list]], seeds: list[int] | None = None) ->
     grid = [(key, list(values)) for key, values in grid]
     keys = [key for key, _ in grid]
     if len(set(keys)) != len(keys):
-        raise ValueError(f"a grid key is given twice: {keys}")
+        raise StudyError(f"a grid key is given twice: {keys}")
     for key, values in grid:
         if not values:
-            raise ValueError(f"grid key {key}: no values")
+            raise StudyError(f"grid key {key}: no values")
         if len({value_text(v) for v in values}) != len(values):
-            raise ValueError(f"grid key {key}: a value is given twice: {values}")
+            raise StudyError(f"grid key {key}: a value is given twice: {values}")
     if seeds is not None:
         if SEED_KEY in keys:
-            raise ValueError(f"give seeds with --seeds or as a {SEED_KEY} grid, not both")
+            raise StudyError(f"give seeds with --seeds or as a {SEED_KEY} grid, not both")
         grid.append((SEED_KEY, list(seeds)))
     labels = short_names([key for key, _ in grid])
     points = []
@@ -67,7 +75,7 @@ def expand_grid(grid: list[tuple[str, list]], seeds: list[int] | None = None) ->
         points.append(Point(run_name(overrides, labels), overrides))
     names = [p.name for p in points]
     if len(set(names)) != len(names):  # only a SHA-1 collision could get here
-        raise ValueError(f"two points of the grid got the same folder name: {names}")
+        raise StudyError(f"two points of the grid got the same folder name: {names}")
     return points
 
 
@@ -116,15 +124,15 @@ def parse_grid_arg(text: str) -> tuple[str, list]:
     key, sep, values = text.partition("=")
     key = key.strip().lstrip("-").replace("-", "_")
     if not sep or not key or not values.strip():
-        raise ValueError(f"--grid {text!r}: write section.field=V1,V2,...")
+        raise StudyError(f"--grid {text!r}: write section.field=V1,V2,...")
     values = values.strip()
     if values.startswith("["):
         try:
             parsed = yaml.safe_load(values)
         except yaml.YAMLError as err:
-            raise ValueError(f"--grid {text!r}: not a YAML list: {err}") from None
+            raise StudyError(f"--grid {text!r}: not a YAML list: {err}") from None
         if not isinstance(parsed, list):
-            raise ValueError(f"--grid {text!r}: not a YAML list")
+            raise StudyError(f"--grid {text!r}: not a YAML list")
         return key, parsed
     return key, [v.strip() for v in values.split(",") if v.strip()]
 
@@ -134,12 +142,12 @@ def seed_list(seeds) -> list[int] | None:
     if seeds is None:
         return None
     if isinstance(seeds, bool):
-        raise ValueError(f"seeds must be a count or a list of seeds, got {seeds!r}")
+        raise StudyError(f"seeds must be a count or a list of seeds, got {seeds!r}")
     if isinstance(seeds, int):
         if seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {seeds}")
+            raise StudyError(f"seeds must be >= 1, got {seeds}")
         return list(range(seeds))
     if isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool)
                                                  for s in seeds):
         return list(seeds)
-    raise ValueError(f"seeds must be a count or a list of integer seeds, got {seeds!r}")
+    raise StudyError(f"seeds must be a count or a list of integer seeds, got {seeds!r}")

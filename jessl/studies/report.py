@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from jessl.files import write_atomic
-from jessl.studies.grid import SEED_KEY, value_text
+from jessl.studies.grid import SEED_KEY, StudyError, value_text
 from jessl.studies.sweep import MANIFEST, RUNTIME_KEYS, read_manifest, run_status
 from jessl.train.curve import VAL, epoch_rows, final_record, read_metrics
 
@@ -153,7 +153,7 @@ def build(paths, metric: str | None = None, x: str | None = None, y: str | None 
     study = manifests[0] if manifests else {}
     metric = metric or study.get("metric") or "knn"
     if metric not in METRIC_KEYS:
-        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRIC_KEYS)}")
+        raise StudyError(f"unknown metric {metric!r}; known: {', '.join(METRIC_KEYS)}")
     x = x or study.get("x")
     y = y or (study.get("y") if x == study.get("x") else None)
     runs = find_runs(paths)
@@ -161,7 +161,7 @@ def build(paths, metric: str | None = None, x: str | None = None, y: str | None 
     keys = varied_keys(configs, [o for _, o, _ in runs])
     for key in (x, y):
         if key and configs and all(key not in c for c in configs):
-            raise ValueError(f"--x/--y {key}: no run's config has this field (section.field)")
+            raise StudyError(f"--x/--y {key}: no run's config has this field (section.field)")
     rows = []
     for (run_dir, _, status), config in zip(runs, configs):
         row = run_row(run_dir, metric, status, dataset)
@@ -255,7 +255,7 @@ def figure(result: dict):
     from matplotlib.figure import Figure
     x, y = result["x"], result["y"]
     if not x:
-        raise ValueError("--plot needs --x KEY (and --y KEY for a heatmap), or a sweep whose "
+        raise StudyError("--plot needs --x KEY (and --y KEY for a heatmap), or a sweep whose "
                          "study names x")
     fig = Figure(figsize=(6.4, 4.4))
     FigureCanvasAgg(fig)
@@ -314,7 +314,7 @@ def _heatmap(fig, ax, result: dict, x: str, y: str) -> None:
     import numpy as np
     others = [k for k in result["keys"] if k not in (x, y, SEED_KEY)]
     if others:
-        raise ValueError(f"a heatmap of {x} by {y}: the runs also differ in {', '.join(others)}; "
+        raise StudyError(f"a heatmap of {x} by {y}: the runs also differ in {', '.join(others)}; "
                          f"report a subset of the runs, or plot one key")
     gs = groups(result["runs"], [x, y])
     xs = _axis([g["config"][x] for g in gs])

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from jessl.studies.grid import seed_list, value_text
+from jessl.studies.grid import StudyError, seed_list, value_text
 
 METRICS = ("knn", "linear", "online", "rankme")
 KNOWN_KEYS = {"config", "overrides", "grid", "seeds", "metric", "x", "y", "name", "claim",
@@ -47,16 +47,16 @@ def load_study(path) -> Study:
     """Read a study file (module docstring); errors name the file and the key."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"study file {path} does not exist")
+        raise StudyError(f"study file {path} does not exist")
     try:
         d = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {err}") from None
+        raise StudyError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: a study file is a mapping (config, grid, seeds, metric ...)")
+        raise StudyError(f"{path}: a study file is a mapping (config, grid, seeds, metric ...)")
     unknown = sorted(set(d) - KNOWN_KEYS)
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(KNOWN_KEYS)}")
+        raise StudyError(f"{path}: unknown key(s) {unknown}; known: {sorted(KNOWN_KEYS)}")
     study = Study()
     config = d.get("config")
     if isinstance(config, str):
@@ -66,33 +66,33 @@ def load_study(path) -> Study:
     elif isinstance(config, dict):
         study.config, study.config_path = config, str(path)
     elif config is not None:
-        raise ValueError(f"{path}: config must be a file name or a mapping, got {config!r}")
+        raise StudyError(f"{path}: config must be a file name or a mapping, got {config!r}")
     overrides = d.get("overrides") or {}
     if not isinstance(overrides, dict):
-        raise ValueError(f"{path}: overrides must be a mapping of section.field: value")
+        raise StudyError(f"{path}: overrides must be a mapping of section.field: value")
     study.overrides = [f"{k}={value_text(v)}" for k, v in overrides.items()]
     grid = d.get("grid") or {}
     if not isinstance(grid, dict) or not all(isinstance(v, list) for v in grid.values()):
-        raise ValueError(f"{path}: grid must map section.field to a list of values")
+        raise StudyError(f"{path}: grid must map section.field to a list of values")
     study.grid = [(str(k), list(v)) for k, v in grid.items()]
     try:
         study.seeds = seed_list(d.get("seeds"))
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+    except ValueError as err:  # a StudyError, or a value yaml or the grid refused
+        raise StudyError(f"{path}: {err}") from None
     study.metric = d.get("metric", "knn")
     if study.metric not in METRICS:
-        raise ValueError(f"{path}: metric {study.metric!r} is not one of {', '.join(METRICS)}")
+        raise StudyError(f"{path}: metric {study.metric!r} is not one of {', '.join(METRICS)}")
     study.x, study.y = d.get("x"), d.get("y")
     return study
 
 
 def _read_yaml_mapping(path: Path, what: str) -> dict:
     if not path.is_file():
-        raise ValueError(f"{what}: {path} does not exist")
+        raise StudyError(f"{what}: {path} does not exist")
     try:
         d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"{what}: {path} is not valid YAML: {err}") from None
+        raise StudyError(f"{what}: {path} is not valid YAML: {err}") from None
     if not isinstance(d, dict):
-        raise ValueError(f"{what}: {path} is not a mapping of config sections")
+        raise StudyError(f"{what}: {path} is not a mapping of config sections")
     return d

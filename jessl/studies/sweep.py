@@ -27,7 +27,7 @@ import yaml
 
 from jessl.config import ConfigError, RunConfig
 from jessl.errors import UserError
-from jessl.files import write_atomic
+from jessl.files import make_folders, remove_empty_folders, write_atomic
 from jessl.studies.grid import Point, value_text
 
 MANIFEST = "sweep.json"
@@ -175,13 +175,15 @@ def run_sweep(study, out, *, parallel: int = 1, cores: int | None = None, slurm=
     from jessl.studies.local import TRAIN_COMMAND, run_local, threads_per_run
     from jessl.studies.slurm import submit_slurm, wait_slurm
     out = Path(out)
+    points = expand_grid(study.grid, study.seeds)  # a bad grid stops here, before OUT exists
+    created = make_folders(out)
     held = lock(out)
+    written = False
     try:
         previous = read_manifest(out)
         if previous is not None and not resume:
             raise SweepError(f"{out} already holds a sweep ({MANIFEST}); continue it with "
                              f"--resume auto, or choose another --out")
-        points = expand_grid(study.grid, study.seeds)
         # SLURM gives each task its own cores (--cpus-per-task): the config's threads stand
         threads = threads_per_run(parallel, cores) if slurm is None and parallel > 1 else 0
         entries = prepare(out, points, study.config, study.overrides, threads, previous,
@@ -195,6 +197,7 @@ def run_sweep(study, out, *, parallel: int = 1, cores: int | None = None, slurm=
                     "executor": "slurm" if slurm is not None else "local",
                     "parallel": parallel, "threads_per_run": threads or None, "points": entries}
         write_manifest(out, manifest)
+        written = True
         if slurm is not None:
             jobs = submit_slurm(out, manifest, slurm, parallel if parallel > 1 else 0,
                                 job_class, say)
@@ -205,3 +208,6 @@ def run_sweep(study, out, *, parallel: int = 1, cores: int | None = None, slurm=
         return manifest
     finally:
         held.close()
+        if not written and created:  # refused before its first write: no empty OUT left behind
+            (out / ".sweep.lock").unlink(missing_ok=True)
+            remove_empty_folders(created)
