@@ -55,6 +55,7 @@ class DataConfig:
     threads: int = 0  # loader threads per process; 0 = every core this process may use
     order: str = "random"  # random | quasi_random (files larger than RAM, FFCV) | sequential
     prefetch: int = 2  # batches prepared ahead of the one training
+    exact: bool = False  # decode JPEGs at full size as torchvision does (views within 2 uint8 levels of its pixels, docs/loader_accuracy.md) instead of at the smallest exact DCT scale; slower for small views of large photos
 
 
 @dataclass

@@ -350,7 +350,7 @@ def build_loader(cfg: RunConfig, Loader, views, world: int):
                       order=cfg.data.order, seed=cfg.train.seed, drop_last=True,
                       num_threads=cfg.data.threads or None, rank=distributed.rank(),
                       world_size=world, prefetch=cfg.data.prefetch,
-                      channels_last=cfg.train.channels_last)
+                      channels_last=cfg.train.channels_last, exact=cfg.data.exact)
     except ValueError as err:  # too few images for one batch, a bad order name ...
         raise ConfigError(str(err)) from None
 
