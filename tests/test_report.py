@@ -102,6 +102,8 @@ def test_online_rankme_and_a_partial_run(sweep):
     assert "| partial | 2.0 | 3 | partial | 33.00 | – | 1 |" in report.markdown(result)
     assert report.build([sweep.parent / "runs" / "whole"], metric="rankme")["runs"][0]["value"] \
         == 25.0  # the backbone features' RankMe, not the embeddings' (12.5)
+    assert report.build([sweep.parent / "runs" / "whole"], metric="rankme_embeddings")["runs"][0][
+        "value"] == 12.5
 
 
 def test_linear_metric_reads_the_eval_suite_report(sweep):

@@ -25,7 +25,7 @@ import yaml
 
 from jessl.studies.grid import StudyError, seed_list, value_text
 
-METRICS = ("knn", "linear", "online", "rankme")
+METRICS = ("knn", "linear", "online", "rankme", "rankme_embeddings")
 KNOWN_KEYS = {"config", "overrides", "grid", "seeds", "metric", "x", "y", "name", "claim",
               "paper", "notes"}
 
