@@ -60,8 +60,8 @@ def epochs_for(budget_s: float, step_s: float, steps_per_epoch: int) -> int:
 
 def records(run_dir: Path, kind: str) -> list[dict]:
     """The run's metrics.jsonl records of one kind ("step", "epoch", "final")."""
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r.get("kind") == kind]
+    from jessl.train.curve import read_metrics
+    return [r for r in read_metrics(run_dir) if r.get("kind") == kind]
 
 
 def training_seconds(run_dir: Path) -> float:

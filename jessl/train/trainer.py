@@ -30,6 +30,7 @@ from jessl.checkpoint import (atomic_save, checkpoint_path, latest_checkpoint, l
                                prune_checkpoints, rng_state, set_rng_state)
 from jessl.config import RunConfig, default_threads
 from jessl.files import write_atomic
+from jessl.train.curve import read_metrics
 from jessl.train.flops import PETA, FlopMeter, shape_key
 from jessl.train.probe import OnlineProbe, probe_dims, probe_inputs, projector_blocks
 
@@ -481,10 +482,10 @@ class RunLog:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if _kept(_record(line), resume_step)]
+            # read_metrics drops the torn last line a kill mid-write leaves
+            kept = [r for r in read_metrics(run_dir) if _kept(r, resume_step)]
             write_atomic(self.path, lambda tmp: Path(tmp).write_text(
-                "".join(line + "\n" for line in kept)))  # a kill now leaves the old file
+                "".join(json.dumps(r) + "\n" for r in kept)))  # a kill now leaves the old file
         elif self.path.exists():
             self.path.unlink()
         self.file = open(self.path, "a")
@@ -513,17 +514,8 @@ class RunLog:
                 self.tb.close()
 
 
-def _kept(record: dict | None, resume_step: int) -> bool:
-    return (record is not None and record.get("kind") != "final"
-            and record.get("step", 0) <= resume_step)
-
-
-def _record(line: str) -> dict | None:
-    """One metrics.jsonl line, or None for a blank one or the torn last line of a killed write."""
-    try:
-        return json.loads(line) if line.strip() else None
-    except json.JSONDecodeError:
-        return None
+def _kept(record: dict, resume_step: int) -> bool:
+    return record.get("kind") != "final" and record.get("step", 0) <= resume_step
 
 
 def version_info() -> dict:
