@@ -42,6 +42,7 @@ def measure(path, size: int, exact: bool, images: int) -> tuple[float, int, floa
     """(mean |diff|, max |diff|, share of pixels off by more than 2 levels) over `images`."""
     from jessl.data import sampler as S
     from jessl.data.loader import Loader
+    from jessl.data.ops import crop, flip
     from jessl.data.views import View
     view = View(size=size, flip_p=0.5)
     loader = Loader(path, images, [view], order="sequential", seed=1, output="uint8",
@@ -51,13 +52,13 @@ def measure(path, size: int, exact: bool, images: int) -> tuple[float, int, floa
     records = batch.indices.numpy()
     h = reader.index["image.height"][records].astype(np.int64)
     w = reader.index["image.width"][records].astype(np.int64)
-    ints, _ = S.sample_chunk(loader.seed, batch.epoch, records, h, w,
-                             S.view_configs([view]))
+    params = S.view_params(*S.sample_chunk(loader.seed, batch.epoch, records, h, w,
+                                           S.view_configs([view])), 0)
+    boxes, flips = params.ints(crop.SPEC), params.ints(flip.SPEC)[:, flip.INTS.on]
     diffs = []
     for j, record in enumerate(records):
-        p = ints[j, 0]
-        box = (p[S.I_TOP], p[S.I_LEFT], p[S.I_H], p[S.I_W])
-        ref = reference_view(reader.blob(int(record)).tobytes(), box, bool(p[S.I_FLIP]), size)
+        box = tuple(int(v) for v in boxes[j])  # (top, left, h, w): crop.INTS
+        ref = reference_view(reader.blob(int(record)).tobytes(), box, bool(flips[j]), size)
         diffs.append(np.abs(batch.views[0][j].numpy().astype(np.int16) - ref).ravel())
     d = np.concatenate(diffs)
     return float(d.mean()), int(d.max()), float((d > 2).mean())

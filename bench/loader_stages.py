@@ -7,9 +7,10 @@ over every batch of an epoch (with the loader's chunking) and timed separately:
     sample       every view's parameters (`jessl.data.sampler.sample_chunk`)
     decode       header checks and the JPEG decode, once per record, at its DCT scale
     crop+flip    crop box -> antialiased resize, flip fused into the same pass
-    colour       ColorJitter + grey (only when a record drew them)
-    blur         GaussianBlur (OpenCV, only records whose coin came up)
-    finish       solarize, then (noise +) normalise / transpose into the batch tensor (layout)
+    each registered op's pass, by its torchvision name (jessl.data.ops.registry.PIPELINE):
+                 ColorJitter (+ grey, fused), GaussianBlur, RandomSolarize, only on the records
+                 that drew them
+    write        (noise +) normalise / transpose into the batch tensor (layout)
     alloc        the batch tensors (torch.empty), once per batch
 
 then the real loader over the same epoch in 1 thread and in `--threads` threads: what the
@@ -31,7 +32,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-STAGES = ("index", "sample", "decode", "crop+flip", "colour", "blur", "finish", "alloc")
+from jessl.data.render import PASSES  # noqa: E402 (after the path insert)
+
+STAGES = ("index", "sample", "decode", "crop+flip", *(spec.name for spec in PASSES), "write",
+          "alloc")
 
 
 def stage_times(loader, epoch: int = 0) -> dict[str, float]:
@@ -70,33 +74,12 @@ def stage_times(loader, epoch: int = 0) -> dict[str, float]:
             for v, view in enumerate(plan.views):
                 iv, fv, out = ints[:, v], floats[:, v], outs[v][lo:lo + len(chunk)]
                 stage = np.empty((len(chunk), *view.hw, 3), np.uint8)
-                if view.hw[0] * view.hw[1] >= R.LARGE_VIEW:
-                    timed("crop+flip", R.crop_each, sources, iv, stage)
-                else:
-                    timed("crop+flip", R.crop_chunk_kernel, *sources, iv, stage)
-                if iv[:, S.I_GREY].any() or (iv[:, S.I_ORDER:S.I_ORDER + 4] >= 0).any():
-                    timed("colour", R.color_chunk_kernel, stage, iv, fv)
-                for j in np.flatnonzero(iv[:, S.I_BLUR]):
-                    timed("blur", R.gaussian_blur, stage[j], view.kernel_size,
-                          float(fv[j, S.F_SIGMA]), stage[j])
-                timed("finish", finish, iv, view, plan.luts[v], stage, out)
+                timed("crop+flip", R.crop_pass, sources, iv, view, stage)
+                params = R.Params(iv, fv)
+                for spec in PASSES:
+                    timed(spec.name, spec.render, stage, params, view)
+                timed("write", R.write_pass, stage, params, view, plan.luts[v], out)
     return t
-
-
-def finish(iv, view, lut, stage, out):
-    """render_view's last two steps: solarize where drawn, then the write into the batch."""
-    from jessl.data import render as R
-    from jessl.data import sampler as S
-    if iv[:, S.I_SOLARIZE].any():
-        R.solarize_chunk_kernel(stage, iv, np.float64(view.solarize_threshold))
-    if lut is None:
-        R.uint8_chunk_kernel(stage, out)
-    elif iv[:, S.I_NOISE].any():
-        R.float_noise_chunk_kernel(stage, iv, lut, np.asarray(view.mean, np.float32),
-                                   np.asarray(view.std, np.float32), np.float32(view.noise_std),
-                                   out)
-    else:
-        R.float_chunk_kernel(stage, lut, out)
 
 
 def loader_seconds(loader, epoch: int = 0) -> tuple[float, float]:

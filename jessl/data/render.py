@@ -4,38 +4,42 @@ The loader's worker thread hands over: the sources (raw records straight from th
 JPEGs decoded once into one buffer at their DCT scale), and the parameters of every
 (record, view) drawn by `jessl.data.sampler`. Per view it then runs
 
-    crop_chunk_kernel   crop box -> antialiased resize (+ flip)
-    color_chunk_kernel  ColorJitter -> grey
-    GaussianBlur        OpenCV's separable filter, only on the records whose coin came up
-    solarize_chunk_kernel, then (noise +) normalise into the batch tensor
+    crop_chunk_kernel   crop box -> antialiased resize (+ the flip, fused)
+    each registered op's `render` pass, in pipeline order (jessl.data.ops.registry): ColorJitter
+                        (+ grey, fused), GaussianBlur, RandomSolarize ... each only on the
+                        records whose coin came up
+    (noise +) normalise into the batch tensor
 
 so the per-image Python work is a handful of calls per chunk instead of a dozen per view.
-The kernels are those of `jessl.data.ops`, called from numba; the samplers' parameter layout is
-`jessl.data.sampler`'s. Boxes are checked against the sources in the kernel (numba does no
-bounds checks, so a bad box raises instead of reading outside the image).
+The first and last passes change the arrays (sources -> uint8 views -> float batch) and live
+here; every pass in between is its op's own. Boxes are checked against the sources in the
+kernel (numba does no bounds checks, so a bad box raises instead of reading outside the image).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from jessl.data import sampler as S
-from jessl.data.ops import gaussian_blur
+from jessl.data.ops import crop, flip, noise
 from jessl.data.ops._jit import jit
-from jessl.data.ops.color import BLOCK, color_kernel
 from jessl.data.ops.crop import crop_resize_kernel, resized_crop
 from jessl.data.ops.normalize import (to_float_chw_kernel, to_float_chw_noise_kernel,
                                       to_uint8_chw_kernel)
-from jessl.data.ops.solarize import solarize_kernel
+from jessl.data.ops.registry import LAYOUT, PIPELINE, Params
 
 MAX_DCT_FACTOR = 8  # libjpeg-turbo decodes at 1/2, 1/4 and 1/8 scale at no extra cost
 LARGE_VIEW = 96 * 96  # px: from here crops go through ops.resized_crop, one Python call each
 
 
+BOX = [LAYOUT.col("ints", crop.SPEC, name) for name in ("top", "left", "h", "w")]
+FLIP = LAYOUT.col("ints", flip.SPEC, "on")
+OUT_H, OUT_W = LAYOUT.col("cfg", crop.SPEC, "out_h"), LAYOUT.col("cfg", crop.SPEC, "out_w")
+
+
 def dct_factors(ints: np.ndarray, cfgs: np.ndarray) -> np.ndarray:
     """(J,) largest of 1, 2, 4, 8 by which every view's crop of record j may shrink first."""
-    box_h, box_w = ints[:, :, S.I_H], ints[:, :, S.I_W]  # (J, V)
-    room = np.minimum(box_h / cfgs[None, :, S.C_OUT_H], box_w / cfgs[None, :, S.C_OUT_W])
+    box_h, box_w = ints[:, :, BOX[2]], ints[:, :, BOX[3]]  # (J, V)
+    room = np.minimum(box_h / cfgs[None, :, OUT_H], box_w / cfgs[None, :, OUT_W])
     room = room.min(axis=1)
     factor = np.ones(len(room), np.int64)
     f = 2
@@ -60,11 +64,12 @@ def map_box(top, left, h, w, height, width, src_h, src_w):
 
 @jit
 def crop_chunk_kernel(raw_data, decoded, from_raw, offsets, heights, widths, channels,
-                      src_hs, src_ws, ints, stage):
+                      src_hs, src_ws, boxes, flips, stage):
     """Per record j: crop + resize (+ flip) its source into stage[j].
 
     Sources: record j's pixels are raw_data[offsets[j]:] (from_raw) or decoded[offsets[j]:],
-    (src_hs[j], src_ws[j], channels[j]); its parameters were drawn for (heights[j], widths[j]).
+    (src_hs[j], src_ws[j], channels[j]); its box (top, left, h, w) = boxes[j] and flip flips[j]
+    were drawn for (heights[j], widths[j]).
     Returns -1, or the first record whose box falls outside its source (nothing read then).
     """
     for j in range(stage.shape[0]):
@@ -75,34 +80,12 @@ def crop_chunk_kernel(raw_data, decoded, from_raw, offsets, heights, widths, cha
         if o < 0 or o + sh * sw * c > base.shape[0]:
             return j
         src = base[o:o + sh * sw * c].reshape((sh, sw, c))
-        p = ints[j]
-        top, left, h, w = map_box(p[S.I_TOP], p[S.I_LEFT], p[S.I_H], p[S.I_W],
-                                  heights[j], widths[j], sh, sw)
+        b = boxes[j]
+        top, left, h, w = map_box(b[0], b[1], b[2], b[3], heights[j], widths[j], sh, sw)
         if top < 0 or left < 0 or h < 1 or w < 1 or top + h > sh or left + w > sw:
             return j
-        crop_resize_kernel(src, top, left, h, w, p[S.I_FLIP] != 0, stage[j])
+        crop_resize_kernel(src, top, left, h, w, flips[j] != 0, stage[j])
     return -1
-
-
-@jit
-def color_chunk_kernel(stage, ints, floats):
-    """ColorJitter and grey of every record's view as drawn, in place."""
-    planes = np.empty((3, BLOCK), np.float32)
-    for j in range(stage.shape[0]):
-        p = ints[j]
-        order = p[S.I_ORDER:S.I_ORDER + 4]
-        grey = p[S.I_GREY] != 0
-        if grey or order.max() >= 0:
-            factors = floats[j, S.F_FACTORS:S.F_FACTORS + 4].astype(np.float32)
-            color_kernel(stage[j], order, factors, grey, planes, stage[j])
-
-
-@jit
-def solarize_chunk_kernel(stage, ints, threshold):
-    """Solarize in place the records whose coin came up."""
-    for j in range(stage.shape[0]):
-        if ints[j, S.I_SOLARIZE] != 0:
-            solarize_kernel(stage[j], threshold, stage[j])
 
 
 @jit
@@ -113,13 +96,12 @@ def float_chunk_kernel(stage, lut, out):
 
 
 @jit
-def float_noise_chunk_kernel(stage, ints, lut, mean, std, noise_sigma, out):
+def float_noise_chunk_kernel(stage, on, seeds, lut, mean, std, noise_sigma, out):
     """Per record j: noise + normalise if drawn, else normalise, stage[j] into float out[j]."""
     for j in range(stage.shape[0]):
-        p = ints[j]
-        if p[S.I_NOISE] != 0:
+        if on[j] != 0:
             to_float_chw_noise_kernel(stage[j], mean, std, np.float32(0.0), noise_sigma,
-                                      p[S.I_SEED], out[j])
+                                      seeds[j], out[j])
         else:
             to_float_chw_kernel(stage[j], lut, out[j])
 
@@ -131,7 +113,7 @@ def uint8_chunk_kernel(stage, out):
         to_uint8_chw_kernel(stage[j], out[j])
 
 
-def crop_each(sources, ints_v: np.ndarray, stage: np.ndarray) -> int:
+def crop_each(sources, boxes: np.ndarray, flips: np.ndarray, stage: np.ndarray) -> int:
     """Crop + resize every record's view through `ops.resized_crop` (OpenCV's SIMD transposes,
     cached filter taps): for large views its per-call Python cost is noise next to the work."""
     raw_data, decoded, from_raw, offsets, heights, widths, channels, src_hs, src_ws = sources
@@ -141,42 +123,59 @@ def crop_each(sources, ints_v: np.ndarray, stage: np.ndarray) -> int:
         o = int(offsets[j])
         if o < 0 or o + sh * sw * c > base.shape[0]:
             return j
-        p = ints_v[j]
-        box = map_box(p[S.I_TOP], p[S.I_LEFT], p[S.I_H], p[S.I_W], heights[j], widths[j], sh, sw)
+        b = boxes[j]
+        box = map_box(b[0], b[1], b[2], b[3], heights[j], widths[j], sh, sw)
         try:
             resized_crop(base[o:o + sh * sw * c].reshape(sh, sw, c), box, stage[j],
-                         flip=bool(p[S.I_FLIP]), backend="numba")
+                         flip=bool(flips[j]), backend="numba")
         except ValueError:  # a box outside the source
             return j
     return -1
+
+
+PASSES = tuple(spec for spec in PIPELINE if spec.render is not None)  # in pipeline order
+
+
+def crop_pass(sources, ints_v: np.ndarray, view, stage: np.ndarray) -> int:
+    """The first pass: every record's box of its source, resized (and flipped) into stage[j].
+    Returns -1, or the first record whose box falls outside its source."""
+    boxes = np.ascontiguousarray(ints_v[:, BOX])
+    flips = np.ascontiguousarray(ints_v[:, FLIP])
+    out_h, out_w = view.hw
+    if out_h * out_w >= LARGE_VIEW:
+        return crop_each(sources, boxes, flips, stage)
+    return crop_chunk_kernel(*sources, boxes, flips, stage)  # one call, no Python per record
+
+
+def write_pass(stage: np.ndarray, params: Params, view, lut, out: np.ndarray) -> None:
+    """The last pass: (noise +) normalise into the float batch, or transpose into uint8 when
+    `lut` is None (normalisation on the accelerator)."""
+    if lut is None:
+        uint8_chunk_kernel(stage, out)
+        return
+    drawn = params.ints(noise.SPEC)
+    on, seeds = drawn[:, noise.INTS.on], drawn[:, noise.INTS.seed]
+    if on.any():
+        float_noise_chunk_kernel(stage, np.ascontiguousarray(on), np.ascontiguousarray(seeds),
+                                 lut, np.asarray(view.mean, np.float32),
+                                 np.asarray(view.std, np.float32), np.float32(view.noise_std),
+                                 out)
+    else:
+        float_chunk_kernel(stage, lut, out)
 
 
 def render_view(sources, ints_v: np.ndarray, floats_v: np.ndarray, view, lut, out: np.ndarray,
                 stage: np.ndarray) -> int:
     """All records of a chunk for one view; returns -1 or the index of a bad record.
 
-    Each op family is its own kernel, called only when some record of the chunk drew it, so a
+    Each op's pass is its own kernel, called only when some record of the chunk drew it, so a
     fresh install compiles only the ops the run's views use (crops + flip: no colour, solarize
     or noise code), and a chunk skips the passes none of its records needs."""
-    out_h, out_w = view.hw
-    if out_h * out_w >= LARGE_VIEW:
-        bad = crop_each(sources, ints_v, stage)
-    else:  # small views: one call for the chunk, no Python per record
-        bad = crop_chunk_kernel(*sources, ints_v, stage)
+    bad = crop_pass(sources, ints_v, view, stage)
     if bad >= 0:
         return bad
-    if ints_v[:, S.I_GREY].any() or (ints_v[:, S.I_ORDER:S.I_ORDER + 4] >= 0).any():
-        color_chunk_kernel(stage, ints_v, floats_v)
-    for j in np.flatnonzero(ints_v[:, S.I_BLUR]):
-        gaussian_blur(stage[j], view.kernel_size, float(floats_v[j, S.F_SIGMA]), stage[j])
-    if ints_v[:, S.I_SOLARIZE].any():
-        solarize_chunk_kernel(stage, ints_v, np.float64(view.solarize_threshold))
-    if lut is None:
-        uint8_chunk_kernel(stage, out)
-    elif ints_v[:, S.I_NOISE].any():
-        float_noise_chunk_kernel(stage, ints_v, lut, np.asarray(view.mean, np.float32),
-                                 np.asarray(view.std, np.float32), np.float32(view.noise_std),
-                                 out)
-    else:
-        float_chunk_kernel(stage, lut, out)
+    params = Params(ints_v, floats_v)
+    for spec in PASSES:
+        spec.render(stage, params, view)
+    write_pass(stage, params, view, lut, out)
     return -1

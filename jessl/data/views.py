@@ -1,9 +1,11 @@
 """View recipes: what each of the V views of an image goes through, and the named presets.
 
 A `View` lists its ops with torchvision's names and meanings (RandomResizedCrop's `scale` and
-`ratio`, ColorJitter's four strengths and its RandomApply `p` ...). `jessl.data.sampler` draws
-the parameters of every view (all the randomness); `jessl.data.render` applies them with the
-pure kernels of `jessl.data.ops` into the batch.
+`ratio`, ColorJitter's four strengths and its RandomApply `p` ...). Its fields are generated
+from the registered ops (`jessl.data.ops.registry.PIPELINE`: each op file declares its own, with
+defaults, units and sources; `help(View)` lists them). `jessl.data.sampler` draws the
+parameters of every view (all the randomness); `jessl.data.render` applies them with the pure
+kernels of `jessl.data.ops` into the batch.
 
 `magnitude` in [0, 1] scales augmentation strength between epochs (Kocyigit et al. 2023,
 Super Progressive Learning, section 4: "scale the colour jittering linearly"): by default it
@@ -16,51 +18,32 @@ photometric op (jitter, grey, blur, solarize, noise). Geometry (crop, flip) is n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import field, make_dataclass, replace
 
+from jessl.data.ops.blur import kernel_size
+from jessl.data.ops.crop import CROPS  # noqa: F401 (re-exported: View.crop's values)
+from jessl.data.ops.registry import PIPELINE
+from jessl.data.ops.spec import JITTER, PHOTOMETRIC, PROBABILITY
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB on [0, 1], torchvision reference scripts
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # RGB on [0, 1], CIFAR-10 train set (solo-learn, lightly)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
-CROPS = ("random", "center", "full")
-MAGNITUDE_SCALES = ("jitter", "photometric")  # what View.scaled multiplies (module docstring)
+MAGNITUDE_SCALES = (JITTER, PHOTOMETRIC)  # what View.scaled multiplies (module docstring)
+FIELDS = tuple(f for spec in PIPELINE for f in spec.fields)  # every op's, in pipeline order
 
 
-@dataclass(frozen=True)
-class View:
-    """One view pipeline: crop -> flip -> jitter -> grey -> blur -> solarize -> noise + normalize."""
-    size: int | tuple[int, int] = 224  # px output (h, w); an int means square
-    crop: str = "random"  # random: RandomResizedCrop; center: Resize + CenterCrop; full: Resize
-    scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area fraction (SimCLR)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)  # RandomResizedCrop aspect ratio w/h
-    resize: int | None = None  # center crop: shorter side first (default size * 256 / 224)
-    flip_p: float = 0.5  # RandomHorizontalFlip
-    jitter_p: float = 0.0  # RandomApply(ColorJitter(...), p)
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.4
-    hue: float = 0.1
-    grey_p: float = 0.0  # RandomGrayscale
-    blur_p: float = 0.0  # RandomApply(GaussianBlur(kernel_size, sigma), p)
-    blur_sigma: tuple[float, float] = (0.1, 2.0)  # px, SimCLR appendix A
-    blur_kernel: int | None = None  # px, odd; None: 10% of the view side (SimCLR appendix A)
-    solarize_p: float = 0.0  # RandomSolarize
-    solarize_threshold: int = 128  # uint8 levels (BYOL's 0.5)
-    noise_p: float = 0.0  # RandomApply(GaussianNoise(0, noise_std), p)
-    noise_std: float = 0.1  # on [0, 1] images, torchvision GaussianNoise default
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+class ViewRules:
+    """What every View does; its fields are the registered ops' (`View.__doc__` lists them)."""
 
     def __post_init__(self):
-        h, w = self.hw
-        if h < 1 or w < 1:
-            raise ValueError(f"view size must be positive, got {self.size}")
-        if self.crop not in CROPS:
-            raise ValueError(f"crop must be one of {CROPS}, not {self.crop!r}")
-        for name in ("flip_p", "jitter_p", "grey_p", "blur_p", "solarize_p", "noise_p"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be a probability, got {getattr(self, name)}")
+        for spec in PIPELINE:
+            for f in spec.fields:
+                value = getattr(self, f.name)
+                if f.kind == PROBABILITY and not 0.0 <= value <= 1.0:
+                    raise ValueError(f"{f.name} must be a probability, got {value}")
+            if spec.check is not None:
+                spec.check(self)
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -68,12 +51,9 @@ class View:
 
     @property
     def kernel_size(self) -> int:
-        if self.blur_kernel is not None:
-            return self.blur_kernel
-        k = max(3, int(0.1 * min(self.hw)))
-        return k if k % 2 else k + 1
+        return kernel_size(self)
 
-    def scaled(self, magnitude: float, scales: str = "jitter") -> "View":
+    def scaled(self, magnitude: float, scales: str = JITTER) -> "View":
         """This view with its colour-jitter strengths multiplied by `magnitude` (the paper's
         SPL), or with scales="photometric" every photometric strength and probability too."""
         if not 0.0 <= magnitude <= 1.0:
@@ -82,14 +62,21 @@ class View:
             raise ValueError(f"scales must be one of {MAGNITUDE_SCALES}, got {scales!r}")
         if magnitude == 1.0:
             return self
-        m = magnitude
-        jitter = replace(self, brightness=self.brightness * m, contrast=self.contrast * m,
-                         saturation=self.saturation * m, hue=self.hue * m)
-        if scales == "jitter":
-            return jitter
-        return replace(jitter, jitter_p=self.jitter_p * m, grey_p=self.grey_p * m,
-                       blur_p=self.blur_p * m, solarize_p=self.solarize_p * m,
-                       noise_p=self.noise_p * m, noise_std=self.noise_std * m)
+        chosen = (JITTER,) if scales == JITTER else (JITTER, PHOTOMETRIC)
+        return replace(self, **{f.name: getattr(self, f.name) * magnitude for f in FIELDS
+                                if f.scaled in chosen})
+
+
+def _view_doc() -> str:
+    lines = ["One view pipeline: crop -> flip -> jitter -> grey -> blur -> solarize -> noise + "
+             "normalize.", "", "Fields (from the registered ops, jessl.data.ops.registry):"]
+    lines += [f"    {f.name} = {f.default!r}  # {f.doc}" for f in FIELDS]
+    return "\n".join(lines)
+
+
+View = make_dataclass("View", [(f.name, object, field(default=f.default)) for f in FIELDS],
+                      bases=(ViewRules,), frozen=True)
+View.__module__, View.__doc__ = __name__, _view_doc()  # pickle finds it here
 
 
 # --- presets, named after their sources ----------------------------------------------------

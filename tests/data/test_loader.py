@@ -12,6 +12,8 @@ import jessl.data.loader as loader_module
 from jessl.data import Reader, convert
 from jessl.data import sampler as S
 from jessl.data.loader import Loader, LoaderError
+from jessl.data.ops import crop
+from jessl.data.ops.registry import LAYOUT
 from jessl.data.order import epoch_order, shard
 from jessl.data.render import dct_factors, map_box
 from jessl.data.views import View, resolve_views
@@ -151,9 +153,10 @@ def test_each_image_is_decoded_once_per_batch_at_a_reduced_scale(tmp_path, monke
 
 def test_dct_factor_and_box_mapping():
     cfgs = S.view_configs([View(size=32)] * 2)
-    ints = np.zeros((3, 2, S.N_INT), np.int64)
-    ints[:, :, S.I_H:S.I_W + 1] = [[[256, 256], [256, 256]], [[256, 256], [70, 90]],
-                                   [[40, 40], [256, 256]]]
+    ints = np.zeros((3, 2, LAYOUT.n_int), np.int64)
+    h = LAYOUT.col("ints", crop.SPEC, "h")  # and w right after it
+    ints[:, :, h:h + 2] = [[[256, 256], [256, 256]], [[256, 256], [70, 90]],
+                           [[40, 40], [256, 256]]]
     assert dct_factors(ints, cfgs).tolist() == [8, 2, 1]
     top, left, h, w = map_box(100, 50, 200, 300, 480, 640, 60, 80)
     assert (top, left, h, w) == (12, 6, 26, 38)

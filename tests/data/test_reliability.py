@@ -195,6 +195,8 @@ def test_exact_mode_gives_torchvisions_crops(tmp_path):
 
     from jessl.data import sampler as S
     from jessl.data.loader import EXACT_BOUND, Loader
+    from jessl.data.ops import flip
+    from jessl.data.ops.registry import LAYOUT
     from jessl.data.views import View
     from tests.data.helpers import encode
     rng = np.random.default_rng(0)
@@ -218,7 +220,7 @@ def test_exact_mode_gives_torchvisions_crops(tmp_path):
             jpeg = loader.reader.blob(int(record)).tobytes()
             ref = F.resized_crop(F.pil_to_tensor(Image.open(io.BytesIO(jpeg)).convert("RGB")),
                                  *(int(v) for v in p[:4]), [32, 32], antialias=True)
-            ref = F.horizontal_flip(ref) if p[S.I_FLIP] else ref
+            ref = F.horizontal_flip(ref) if p[LAYOUT.col("ints", flip.SPEC, "on")] else ref
             diff = np.abs(batch.views[0][j].numpy().astype(int) - ref.numpy().astype(int))
             worst[exact] = max(worst[exact], int(diff.max()))
     assert worst[True] <= EXACT_BOUND

@@ -8,28 +8,36 @@ import torch
 from scipy import stats
 
 from jessl.data import sampler as S
+from jessl.data.ops import blur, color, crop, flip, noise, solarize
+from jessl.data.ops.philox import U64, uniforms_kernel
 from jessl.data.views import View
+
+SKIP = color.SKIP
 
 
 def test_uniforms_are_numpys_philox_stream():
     raw, out = np.empty(48, np.uint64), np.empty(48)
     for key, record, view in [((0, 0), 0, 0), ((7, 3), 11, 1), ((2**63 + 5, 9), 2**40, 7)]:
-        S.uniforms_kernel(S.U64(key[0]), S.U64(key[1]), record, view, raw, out)
+        uniforms_kernel(U64(key[0]), U64(key[1]), record, view, raw, out)
         numpy = np.random.Generator(np.random.Philox(
             key=np.array(key, np.uint64), counter=np.array([0, 0, record, view], np.uint64)))
         np.testing.assert_array_equal(out, numpy.random(48))
 
 
 def _draw(view, n=4000, h=300, w=400, seed=0, epoch=0):
-    return S.sample_chunk(seed, epoch, np.arange(n), np.full(n, h), np.full(n, w),
-                          S.view_configs([view]))
+    """The first view's parameters of n records, by op (`Params`)."""
+    ints, floats = S.sample_chunk(seed, epoch, np.arange(n), np.full(n, h), np.full(n, w),
+                                  S.view_configs([view]))
+    return S.view_params(ints, floats, 0)
+
+
+def _box(p):
+    return [p.ints(crop.SPEC)[:, getattr(crop.INTS, k)] for k in ("top", "left", "h", "w")]
 
 
 def test_crop_follows_torchvision_distribution():
     from torchvision.transforms import v2
-    ints, _ = _draw(View(size=32))
-    h, w = ints[:, 0, S.I_H], ints[:, 0, S.I_W]
-    top, left = ints[:, 0, S.I_TOP], ints[:, 0, S.I_LEFT]
+    top, left, h, w = _box(_draw(View(size=32)))
     assert (top >= 0).all() and (left >= 0).all() and (top + h <= 300).all() and \
         (left + w <= 400).all()
     torch.manual_seed(0)
@@ -43,46 +51,49 @@ def test_crop_follows_torchvision_distribution():
 
 
 def test_crop_detects_a_wrong_scale():
-    ints, _ = _draw(View(size=32, scale=(0.5, 1.0)))
-    area = ints[:, 0, S.I_H] * ints[:, 0, S.I_W] / 120_000
-    assert area.min() > 0.45
-    ints, _ = _draw(View(size=32))
-    assert (ints[:, 0, S.I_H] * ints[:, 0, S.I_W] / 120_000).min() < 0.1
+    _, _, h, w = _box(_draw(View(size=32, scale=(0.5, 1.0))))
+    assert (h * w / 120_000).min() > 0.45
+    _, _, h, w = _box(_draw(View(size=32)))
+    assert (h * w / 120_000).min() < 0.1
 
 
 def test_fallback_central_crop_on_extreme_aspect():
-    ints, _ = _draw(View(size=32, scale=(0.9, 1.0), ratio=(1.0, 1.0)), n=50, h=10, w=1000)
-    assert (ints[:, 0, [S.I_TOP, S.I_LEFT, S.I_H, S.I_W]] == [0, 495, 10, 10]).all()
+    p = _draw(View(size=32, scale=(0.9, 1.0), ratio=(1.0, 1.0)), n=50, h=10, w=1000)
+    assert (np.stack(_box(p), 1) == [0, 495, 10, 10]).all()
 
 
 def test_coins_factors_and_orders():
     view = View(size=32, flip_p=0.5, jitter_p=0.8, brightness=0.4, contrast=0.3,
                 saturation=0.2, hue=0.1, grey_p=0.2, blur_p=0.5, solarize_p=0.1, noise_p=0.3)
-    ints, floats = _draw(view, n=6000)
-    ints, floats = ints[:, 0], floats[:, 0]
-    applied = (ints[:, S.I_ORDER:S.I_ORDER + 4] != S.SKIP).any(1)
-    for got, p in [(ints[:, S.I_FLIP], 0.5), (applied, 0.8), (ints[:, S.I_GREY], 0.2),
-                   (ints[:, S.I_BLUR], 0.5), (ints[:, S.I_SOLARIZE], 0.1),
-                   (ints[:, S.I_NOISE], 0.3)]:
+    d = _draw(view, n=6000)
+    order = d.ints(color.JITTER_SPEC)
+    applied = (order != SKIP).any(1)
+    on = {spec.name: d.ints(spec)[:, 0] for spec in (flip.SPEC, color.GREY_SPEC, blur.SPEC,
+                                                      solarize.SPEC, noise.SPEC)}
+    for got, p in [(on["RandomHorizontalFlip"], 0.5), (applied, 0.8),
+                   (on["RandomGrayscale"], 0.2), (on["GaussianBlur"], 0.5),
+                   (on["RandomSolarize"], 0.1), (on["GaussianNoise"], 0.3)]:
         assert abs(got.mean() - p) < 4 * math.sqrt(p * (1 - p) / 6000)
-    orders = {tuple(o) for o in ints[applied, S.I_ORDER:S.I_ORDER + 4].tolist()}
+    orders = {tuple(o) for o in order[applied].tolist()}
     assert len(orders) == 24
-    f = floats[:, S.F_FACTORS:S.F_FACTORS + 4]
+    f = d.floats(color.JITTER_SPEC)
     for col, lo, hi in [(0, 0.6, 1.4), (1, 0.7, 1.3), (2, 0.8, 1.2), (3, -0.1, 0.1)]:
         assert lo <= f[:, col].min() < lo + 0.01 and hi - 0.01 < f[:, col].max() <= hi
-    sigma = floats[:, S.F_SIGMA]
+    sigma = d.floats(blur.SPEC)[:, blur.FLOATS.sigma]
     assert 0.1 <= sigma.min() and sigma.max() <= 2.0
-    assert len(set(ints[:, S.I_SEED].tolist())) == 6000
+    assert len(set(d.ints(noise.SPEC)[:, noise.INTS.seed].tolist())) == 6000
 
 
 def test_disabled_ops_and_magnitude():
-    ints, _ = _draw(View(size=32, jitter_p=1.0, brightness=0.0, contrast=0.0, saturation=0.4,
-                         hue=0.0), n=200)
-    ops = ints[:, 0, S.I_ORDER:S.I_ORDER + 4]
-    assert ((ops == 2).sum(1) == 1).all() and ((ops == S.SKIP).sum(1) == 3).all()
+    d = _draw(View(size=32, jitter_p=1.0, brightness=0.0, contrast=0.0, saturation=0.4,
+                   hue=0.0), n=200)
+    ops = d.ints(color.JITTER_SPEC)
+    assert ((ops == 2).sum(1) == 1).all() and ((ops == SKIP).sum(1) == 3).all()
     strong = View(size=32, jitter_p=1.0, grey_p=1.0, solarize_p=1.0, blur_p=1.0)
-    ints, _ = _draw(strong.scaled(0.0, scales="photometric"), n=200)
-    assert (ints[:, 0, S.I_ORDER:] == [S.SKIP] * 4 + [0] * 5).all()
+    d = _draw(strong.scaled(0.0, scales="photometric"), n=200)
+    assert (d.ints(color.JITTER_SPEC) == SKIP).all()
+    for spec in (color.GREY_SPEC, blur.SPEC, solarize.SPEC, noise.SPEC):
+        assert (d.ints(spec) == 0).all()
 
 
 def test_same_record_same_params_whatever_the_chunk():
@@ -98,8 +109,7 @@ def test_same_record_same_params_whatever_the_chunk():
 
 @pytest.mark.parametrize("h, w", [(375, 500), (32, 32), (1, 700)])
 def test_center_and_full_boxes(h, w):
-    ints, _ = _draw(View(size=24, crop="center", flip_p=0.0), n=3, h=h, w=w)
-    top, left, bh, bw = ints[0, 0, :4]
+    top, left, bh, bw = (c[0] for c in _box(_draw(View(size=24, crop="center", flip_p=0.0),
+                                                  n=3, h=h, w=w)))
     assert 0 <= top and 0 <= left and top + bh <= h and left + bw <= w and bh >= 1 and bw >= 1
-    ints, _ = _draw(View(size=24, crop="full"), n=3, h=h, w=w)
-    assert ints[0, 0, :4].tolist() == [0, 0, h, w]
+    assert [c[0] for c in _box(_draw(View(size=24, crop="full"), n=3, h=h, w=w))] == [0, 0, h, w]

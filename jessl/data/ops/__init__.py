@@ -6,10 +6,13 @@ A view is cut from a decoded uint8 (H, W, 1|3) image in this order (SimCLR / BYO
     -> ColorJitter -> RandomGrayscale (one fused pass)  -> GaussianBlur -> RandomSolarize
     -> GaussianNoise + Normalize (fused into the final float32 (3, H, W) write)
 
-Every op is registered in `OPS` under its torchvision class name with the same contract, so one
-test runs over all of them:
+Two registries. The loader's is `jessl.data.ops.registry.PIPELINE`: each op file declares its
+View fields, recipe columns, production sampler (a numba kernel over named columns) and render
+pass (`jessl.data.ops.spec`), and the View class, the parameter layout and the generated
+sampler come from that list. `OPS` below is the one-image-at-a-time face of the same code, under
+torchvision's class names with one contract, so one test runs over all of them:
 
-    params = op.sample(rng, height, width, **kwargs)   # all randomness, from a numpy Generator
+    params = op.sample(rng, height, width, **kwargs)   # the production sampler on rng's uniforms
     op.apply(src, params, dst, **kwargs)               # pure; params None = op not drawn: copy
 
 `op.src` / `op.dst` say what the arrays are ("uint8 HWC" or "float32 CHW").
@@ -24,7 +27,7 @@ How each op draws its parameters (`op.sampling` says the same):
 - RandomGrayscale: one Bernoulli(p).
 - GaussianBlur: Bernoulli(p), sigma ~ U(sigma).
 - RandomSolarize: one Bernoulli(p).
-- GaussianNoise: Bernoulli(p), then a 63-bit seed from which the kernel derives every deviate.
+- GaussianNoise: Bernoulli(p), then a 53-bit seed from which the kernel derives every deviate.
 - Normalize: no draw.
 
 Kernels compile with numba (nogil) unless `jessl.runtime.set_jit(False)` (or JESSL_JIT=0)
@@ -129,7 +132,7 @@ OPS: dict[str, Op] = {
         apply=lambda src, seed, dst, mean=_noise.MEAN, sigma=_noise.SIGMA, clip=_noise.CLIP:
             gaussian_noise(src, seed, dst, mean, sigma, clip),
         src=F32_CHW, dst=F32_CHW,
-        sampling="apply ~ Bernoulli(p); seed ~ U[0, 2**63-1); deviates hashed from (seed, index)"),
+        sampling="apply ~ Bernoulli(p); seed ~ 53 bits; deviates hashed from (seed, index)"),
     "Normalize": Op(
         sample=lambda rng, height, width: None,
         apply=lambda src, params, dst, mean=_normalize.MEAN, std=_normalize.STD:

@@ -99,3 +99,11 @@ def jit(fn):
     # fastmath stays off: the kernels are compared bit for bit with their plain-Python selves and
     # level for level with torchvision, and reassociated float sums would break both.
     return numba.njit(nogil=True, cache=True, fastmath=False)(fn)
+
+
+def jit_uncached(fn):
+    """`jit` without the on-disk cache, for code that has no source file (numba keys its cache on
+    the file): the generated sampler when `_pipeline.py` is out of date (`generate.load`)."""
+    if not _ENABLED:
+        return fn
+    return numba.njit(nogil=True, cache=False, fastmath=False)(fn)

@@ -14,10 +14,33 @@ import math
 import cv2
 import numpy as np
 
+from jessl.data.ops._jit import jit
 from jessl.data.ops.crop import check_view
+from jessl.data.ops.spec import PHOTOMETRIC, PROBABILITY, Field, OpSpec, columns, draw
 
 SIGMA = (0.1, 2.0)  # px, uniform range of the blur's standard deviation: SimCLR appendix A
 KERNEL_SIZE = 23  # px, odd; SimCLR uses 10% of the view side (22.4 -> 23 for 224 px views)
+
+CFG = columns("p", "sigma0", "sigma1")
+INTS = columns("on")
+FLOATS = columns("sigma")  # px
+
+
+def recipe(view) -> tuple[float, ...]:
+    return (view.blur_p, *view.blur_sigma)
+
+
+@jit
+def sample(u, k, height, width, cfg, ints, floats):
+    """RandomApply(GaussianBlur(k, sigma), p): a coin, then sigma ~ U(sigma0, sigma1), as
+    torchvision's make_params; 2 uniforms when p > 0. Returns the next k."""
+    ints[INTS.on] = 0
+    floats[FLOATS.sigma] = 0.0
+    if cfg[CFG.p] > 0:
+        ints[INTS.on] = u[k] < cfg[CFG.p]
+        floats[FLOATS.sigma] = cfg[CFG.sigma0] + (cfg[CFG.sigma1] - cfg[CFG.sigma0]) * u[k + 1]
+        k += 2
+    return k
 
 
 def gaussian_kernel1d(kernel_size: int, sigma: float) -> np.ndarray:
@@ -36,15 +59,12 @@ def gaussian_kernel1d(kernel_size: int, sigma: float) -> np.ndarray:
 
 def sample_gaussian_blur(rng: np.random.Generator, sigma: tuple[float, float] = SIGMA,
                          p: float = 1.0) -> float | None:
-    """RandomApply(GaussianBlur(k, sigma), p) on `rng`: the sigma in px, or None if not applied.
-
-    torchvision's GaussianBlur.make_params draws sigma uniform in `sigma`. Always 2 draws.
-    """
+    """RandomApply(GaussianBlur(k, sigma), p) on `rng`, through the production sampler: the
+    sigma in px, or None if not applied."""
     if not 0 < sigma[0] <= sigma[1]:
         raise ValueError(f"sigma must be (min, max) with 0 < min <= max, got {sigma}")
-    applied = rng.random() < p
-    s = float(rng.uniform(sigma[0], sigma[1]))
-    return s if applied else None
+    ints, floats = draw(SPEC, rng, 1, 1, (p, *sigma))
+    return float(floats[FLOATS.sigma]) if ints[INTS.on] else None
 
 
 def gaussian_blur(src: np.ndarray, kernel_size: int, sigma: float, dst: np.ndarray) -> np.ndarray:
@@ -66,3 +86,32 @@ def gaussian_blur(src: np.ndarray, kernel_size: int, sigma: float, dst: np.ndarr
     if out is not dst and not np.shares_memory(out, dst):
         dst[...] = out
     return dst
+
+
+def kernel_size(view) -> int:
+    """The view's blur kernel in px: `blur_kernel`, else 10% of the view's shorter side, odd
+    and at least 3 (SimCLR appendix A)."""
+    if view.blur_kernel is not None:
+        return view.blur_kernel
+    k = max(3, int(0.1 * min(view.hw)))
+    return k if k % 2 else k + 1
+
+
+def render(stage: np.ndarray, params, view) -> None:
+    """The chunk's pass: blur the records that drew it, each with its sigma (OpenCV per image:
+    it is already SIMD, and few records draw it on most presets)."""
+    on = params.ints(SPEC)[:, INTS.on]
+    sigma = params.floats(SPEC)[:, FLOATS.sigma]
+    size = kernel_size(view)
+    for j in np.flatnonzero(on):
+        gaussian_blur(stage[j], size, float(sigma[j]), stage[j])
+
+
+SPEC = OpSpec(
+    name="GaussianBlur",
+    fields=(Field("blur_p", 0.0, "RandomApply(GaussianBlur(kernel, sigma), p) probability",
+                  PROBABILITY, PHOTOMETRIC),
+            Field("blur_sigma", SIGMA, "px, uniform range of sigma (SimCLR appendix A)"),
+            Field("blur_kernel", None, "px, odd; None: 10% of the view side (SimCLR appendix A)")),
+    sampling="apply ~ Bernoulli(p); sigma ~ U(sigma) px",
+    recipe=recipe, sample=sample, cfg=CFG, ints=INTS, floats=FLOATS, uniforms=2, render=render)

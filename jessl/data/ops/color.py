@@ -28,6 +28,8 @@ import numpy as np
 
 from jessl.data.ops._jit import jit
 from jessl.data.ops.crop import check_view
+from jessl.data.ops.philox import coin, randint
+from jessl.data.ops.spec import JITTER, PHOTOMETRIC, PROBABILITY, Field, OpSpec, columns, draw
 
 # op ids: torchvision ColorJitter's fn_idx numbering
 BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3
@@ -78,33 +80,88 @@ def jitter_range(value, name: str, center: float = 1.0, bound: tuple[float, floa
     return None if lo == hi == center else (lo, hi)
 
 
+# --- sampling ------------------------------------------------------------------------------------
+
+JITTER_CFG = columns("p", "b0", "b1", "c0", "c1", "s0", "s1", "h0", "h1")  # factor ranges by op id
+JITTER_INTS = columns("o0", "o1", "o2", "o3")  # op ids in the order applied, SKIP where none
+JITTER_FLOATS = columns("brightness", "contrast", "saturation", "hue")  # factors, by op id
+GREY_CFG = columns("p")
+GREY_INTS = columns("on")
+
+
+def jitter_recipe(view) -> tuple[float, ...]:
+    # torchvision ColorJitter ranges: [max(0, 1 - v), 1 + v] and hue [-h, h]
+    b, c, s, h = view.brightness, view.contrast, view.saturation, view.hue
+    return (view.jitter_p, max(0.0, 1.0 - b), 1.0 + b, max(0.0, 1.0 - c), 1.0 + c,
+            max(0.0, 1.0 - s), 1.0 + s, -h, h)
+
+
+@jit
+def sample_jitter(u, k, height, width, cfg, ints, floats):
+    """RandomApply(ColorJitter(...), p), as torchvision's make_params: a coin, a uniform
+    permutation of the 4 ops (Fisher-Yates on 3 uniforms), each op's factor uniform in its range
+    (4 uniforms), whatever the coin says; 8 uniforms when p > 0. An op whose range is its neutral
+    value alone is left out of the order, as torchvision leaves out a None range."""
+    for s in range(4):
+        ints[s] = SKIP
+    floats[JITTER_FLOATS.brightness] = 1.0
+    floats[JITTER_FLOATS.contrast] = 1.0
+    floats[JITTER_FLOATS.saturation] = 1.0
+    floats[JITTER_FLOATS.hue] = 0.0
+    if cfg[JITTER_CFG.p] > 0:
+        applied = u[k] < cfg[JITTER_CFG.p]
+        order = np.empty(4, np.int64)  # 0..3; filled by hand: np.arange costs a compile
+        for i in range(4):
+            order[i] = i
+        for i in range(3, 0, -1):  # Fisher-Yates: each of the 24 orders equally likely
+            j = randint(u[k + 4 - i], i + 1)
+            order[i], order[j] = order[j], order[i]
+        k += 4
+        for op in range(4):
+            lo, hi = cfg[JITTER_CFG.b0 + 2 * op], cfg[JITTER_CFG.b1 + 2 * op]
+            floats[op] = lo + (hi - lo) * u[k + op]
+        k += 4
+        if applied:
+            for s in range(4):
+                op = order[s]
+                neutral = 0.0 if op == HUE else 1.0
+                enabled = cfg[JITTER_CFG.b0 + 2 * op] != neutral or \
+                    cfg[JITTER_CFG.b1 + 2 * op] != neutral
+                ints[s] = op if enabled else SKIP
+    return k
+
+
 def sample_color_jitter(rng: np.random.Generator, brightness=BRIGHTNESS_DEFAULT,
                         contrast=CONTRAST_DEFAULT, saturation=SATURATION_DEFAULT, hue=HUE_DEFAULT,
                         p: float = JITTER_P) -> JitterParams:
-    """RandomApply(ColorJitter(...), p) on `rng`: a random op order and uniform factors.
-
-    As torchvision's ColorJitter.make_params: a permutation of the 4 ops, then each enabled op's
-    factor uniform in its range. Always 6 draws (coin, permutation, 4 factors) whatever applies.
-    """
+    """RandomApply(ColorJitter(...), p) on `rng`, through the production sampler: a random op
+    order and uniform factors. A strength v means torchvision's [max(0, 1-v), 1+v] (hue
+    [-v, v]); a (lo, hi) pair is taken as is."""
     ranges = (jitter_range(brightness, "brightness"), jitter_range(contrast, "contrast"),
               jitter_range(saturation, "saturation"),
               jitter_range(hue, "hue", center=0.0, bound=(-0.5, 0.5)))
-    applied = rng.random() < p
-    order = rng.permutation(4).astype(np.int64)
-    factors = np.array([1.0, 1.0, 1.0, 0.0], np.float32)
-    for op, r in enumerate(ranges):
-        u = rng.random()
-        if r is not None:
-            factors[op] = r[0] + (r[1] - r[0]) * u
-    if not applied:
+    cfg = [p]
+    for r, neutral in zip(ranges, (1.0, 1.0, 1.0, 0.0)):
+        cfg += r if r is not None else (neutral, neutral)
+    ints, floats = draw(JITTER_SPEC, rng, 1, 1, cfg)
+    if (ints == SKIP).all():
         return NO_JITTER
-    order = np.array([op if ranges[op] is not None else SKIP for op in order], np.int64)
-    return JitterParams(order, factors)
+    return JitterParams(ints.copy(), floats.astype(np.float32))
+
+
+def grey_recipe(view) -> tuple[float, ...]:
+    return (view.grey_p,)
+
+
+@jit
+def sample_grey(u, k, height, width, cfg, ints, floats):
+    """RandomGrayscale(p): one coin on u[k] when p > 0. Returns the next k."""
+    return coin(u, k, cfg[GREY_CFG.p], ints, GREY_INTS.on)
 
 
 def sample_grayscale(rng: np.random.Generator, p: float = GRAYSCALE_P) -> bool:
-    """RandomGrayscale(p) on `rng`: whether this view turns grey."""
-    return bool(rng.random() < p)
+    """RandomGrayscale(p) on `rng`, through the production sampler: whether this view turns grey."""
+    return bool(draw(GREY_SPEC, rng, 1, 1, (p,))[0][GREY_INTS.on])
 
 
 # --- per-pixel arithmetic, shared by the kernel's passes -------------------------------------------
@@ -399,3 +456,51 @@ def adjust_hue(src, hue_factor: float, dst=None):
 def rgb_to_grayscale(src, dst=None):
     """torchvision v2 F.rgb_to_grayscale(num_output_channels=3) on an (H, W, 3) uint8 array."""
     return color(src, NO_JITTER, True, src.copy() if dst is None else dst)
+
+
+# --- the loader's pass --------------------------------------------------------------------------
+
+@jit
+def color_chunk_kernel(stage, orders, factors, greys):
+    """ColorJitter and grey of every record's view stage[j] as drawn, in place."""
+    planes = np.empty((3, BLOCK), np.float32)
+    for j in range(stage.shape[0]):
+        order = orders[j]
+        grey = greys[j] != 0
+        if grey or order.max() >= 0:
+            color_kernel(stage[j], order, factors[j].astype(np.float32), grey, planes, stage[j])
+
+
+def render(stage: np.ndarray, params, view) -> None:
+    """The chunk's pass: ColorJitter then grey, fused (one read and write of each view)."""
+    orders = params.ints(JITTER_SPEC)
+    greys = params.ints(GREY_SPEC)[:, GREY_INTS.on]
+    if greys.any() or (orders >= 0).any():
+        color_chunk_kernel(stage, np.ascontiguousarray(orders),
+                           np.ascontiguousarray(params.floats(JITTER_SPEC)),
+                           np.ascontiguousarray(greys))
+
+
+def _strength(name: str, default: float) -> Field:
+    return Field(name, default, f"ColorJitter {name}: factor ~ U[max(0, 1-v), 1+v] (SimCLR "
+                 f"appendix A at strength 0.5)" if name != "hue" else
+                 "ColorJitter hue: shift ~ U[-v, v] turns (SimCLR appendix A at strength 0.5)",
+                 scaled=JITTER)
+
+
+JITTER_SPEC = OpSpec(
+    name="ColorJitter",
+    fields=(Field("jitter_p", 0.0, "RandomApply(ColorJitter(...), p) probability", PROBABILITY,
+                  PHOTOMETRIC),
+            _strength("brightness", 0.4), _strength("contrast", 0.4),
+            _strength("saturation", 0.4), _strength("hue", 0.1)),
+    sampling="apply ~ Bernoulli(p); order ~ uniform permutation of 4; factors uniform in range",
+    recipe=jitter_recipe, sample=sample_jitter, cfg=JITTER_CFG, ints=JITTER_INTS,
+    floats=JITTER_FLOATS, uniforms=8, render=render)
+
+GREY_SPEC = OpSpec(
+    name="RandomGrayscale",
+    fields=(Field("grey_p", 0.0, "RandomGrayscale probability", PROBABILITY, PHOTOMETRIC),),
+    sampling="grey ~ Bernoulli(p)",
+    recipe=grey_recipe, sample=sample_grey, cfg=GREY_CFG, ints=GREY_INTS, uniforms=1,
+    render=None)  # fused into ColorJitter's pass (`render` above)

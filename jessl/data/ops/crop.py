@@ -44,6 +44,8 @@ import cv2
 import numpy as np
 
 from jessl.data.ops._jit import jit
+from jessl.data.ops.philox import randint
+from jessl.data.ops.spec import Field, OpSpec, columns, draw
 
 SCALE = (0.08, 1.0)  # area fraction of the source, torchvision RandomResizedCrop default (SimCLR)
 RATIO = (3.0 / 4.0, 4.0 / 3.0)  # aspect ratio w/h range, torchvision RandomResizedCrop default
@@ -55,37 +57,82 @@ HALF = np.float32(0.5)
 
 # --- sampling ------------------------------------------------------------------------------------
 
+CROPS = ("random", "center", "full")  # View.crop: RandomResizedCrop, Resize + CenterCrop, Resize
+CFG = columns("mode", "out_h", "out_w", "scale0", "scale1", "logr0", "logr1", "resize")
+INTS = columns("top", "left", "h", "w")  # the box in the full-size source
+
+
+def recipe(view) -> tuple[float, ...]:
+    out_h, out_w = view.hw
+    resize = view.resize or round(min(view.hw) * 256 / 224)
+    return (CROPS.index(view.crop), out_h, out_w, *view.scale, math.log(view.ratio[0]),
+            math.log(view.ratio[1]), resize)
+
+
+@jit
+def random_box(u, k, height, width, cfg, ints):
+    """torchvision RandomResizedCrop.get_params on uniforms u[k:]; returns the next k."""
+    area = height * width
+    for _ in range(ATTEMPTS):
+        target = area * (cfg[CFG.scale0] + (cfg[CFG.scale1] - cfg[CFG.scale0]) * u[k])
+        aspect = math.exp(cfg[CFG.logr0] + (cfg[CFG.logr1] - cfg[CFG.logr0]) * u[k + 1])
+        k += 2
+        w = int(np.rint(math.sqrt(target * aspect)))  # rint: half to even, as Python's round
+        h = int(np.rint(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            ints[INTS.top] = randint(u[k], height - h + 1)
+            ints[INTS.left] = randint(u[k + 1], width - w + 1)
+            ints[INTS.h], ints[INTS.w] = h, w
+            return k + 2
+    # the central fallback, its aspect ratio clamped into `ratio`
+    ratio_lo, ratio_hi = math.exp(cfg[CFG.logr0]), math.exp(cfg[CFG.logr1])
+    in_ratio = width / height
+    if in_ratio < ratio_lo:
+        w, h = width, int(np.rint(width / ratio_lo))
+    elif in_ratio > ratio_hi:
+        h, w = height, int(np.rint(height * ratio_hi))
+    else:
+        w, h = width, height
+    ints[INTS.top], ints[INTS.left], ints[INTS.h], ints[INTS.w] = \
+        (height - h) // 2, (width - w) // 2, h, w
+    return k
+
+
+@jit
+def center_box(height, width, cfg, ints):
+    """Resize(shorter side -> resize) + CenterCrop(out) as one box of the source."""
+    scale = cfg[CFG.resize] / min(height, width)
+    h = min(height, max(1, int(np.rint(cfg[CFG.out_h] / scale))))
+    w = min(width, max(1, int(np.rint(cfg[CFG.out_w] / scale))))
+    ints[INTS.top], ints[INTS.left], ints[INTS.h], ints[INTS.w] = \
+        (height - h) // 2, (width - w) // 2, h, w
+
+
+@jit
+def sample(u, k, height, width, cfg, ints, floats):
+    """The view's box in a height x width source: random (up to 22 uniforms), center or full."""
+    mode = int(cfg[CFG.mode])
+    if mode == 0:
+        return random_box(u, k, height, width, cfg, ints)
+    if mode == 1:
+        center_box(height, width, cfg, ints)
+    else:
+        ints[INTS.top], ints[INTS.left], ints[INTS.h], ints[INTS.w] = 0, 0, height, width
+    return k
+
+
 def sample_resized_crop(rng: np.random.Generator, height: int, width: int,
                         scale: tuple[float, float] = SCALE,
                         ratio: tuple[float, float] = RATIO) -> tuple[int, int, int, int]:
-    """(top, left, h, w) of a random crop: torchvision's RandomResizedCrop.get_params on `rng`."""
+    """(top, left, h, w) of a random crop: torchvision's RandomResizedCrop.get_params on `rng`,
+    through the production sampler."""
     if height < 1 or width < 1:
         raise ValueError(f"image must be non-empty, got {height}x{width}")
     if scale[0] > scale[1] or ratio[0] > ratio[1]:
         raise ValueError(f"scale and ratio must be (min, max), got {scale}, {ratio}")
-    area = height * width
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(ATTEMPTS):
-        target_area = area * rng.uniform(scale[0], scale[1])
-        aspect_ratio = math.exp(rng.uniform(log_ratio[0], log_ratio[1]))
-        # round() is Python's half-to-even, as in torchvision
-        w = int(round(math.sqrt(target_area * aspect_ratio)))
-        h = int(round(math.sqrt(target_area / aspect_ratio)))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(rng.integers(0, height - h + 1))
-            left = int(rng.integers(0, width - w + 1))
-            return top, left, h, w
-    # Fallback to a central crop with the aspect ratio clamped into `ratio`
-    in_ratio = width / height
-    if in_ratio < min(ratio):
-        w = width
-        h = int(round(w / min(ratio)))
-    elif in_ratio > max(ratio):
-        h = height
-        w = int(round(h * max(ratio)))
-    else:
-        w, h = width, height
-    return (height - h) // 2, (width - w) // 2, h, w
+    cfg = (0, 1, 1, *scale, math.log(ratio[0]), math.log(ratio[1]), 1)
+    ints, _ = draw(SPEC, rng, height, width, cfg)
+    return tuple(int(v) for v in ints)
 
 
 def center_crop_box(height: int, width: int, size: int | tuple[int, int],
@@ -383,3 +430,25 @@ def resized_crop(src: np.ndarray, box, dst: np.ndarray, flip: bool = False,
     transpose(tmp_t.reshape((out_w, h) + crop.shape[2:]), tmp.reshape((h, out_w) + crop.shape[2:]))
     resample_rows_kernel(tmp, ys, yc, yw, False, acc, dst.reshape(out_h, out_w * 3))
     return dst
+
+
+def check(view) -> None:
+    h, w = view.hw
+    if h < 1 or w < 1:
+        raise ValueError(f"view size must be positive, got {view.size}")
+    if view.crop not in CROPS:
+        raise ValueError(f"crop must be one of {CROPS}, not {view.crop!r}")
+
+
+SPEC = OpSpec(
+    name="RandomResizedCrop",
+    fields=(Field("size", 224, "px output (h, w); an int means square"),
+            Field("crop", "random", "random: RandomResizedCrop; center: Resize + CenterCrop; "
+                  "full: Resize"),
+            Field("scale", SCALE, "RandomResizedCrop area fraction (SimCLR)"),
+            Field("ratio", RATIO, "RandomResizedCrop aspect ratio w/h"),
+            Field("resize", None, "center crop: shorter side first (default size * 256 / 224)")),
+    sampling="box: 10 tries of area ~ U(scale), log aspect ~ U(log ratio), then central fallback",
+    recipe=recipe, sample=sample, cfg=CFG, ints=INTS, uniforms=2 * ATTEMPTS + 2,
+    render=None,  # the first pass, source -> view: render.py (it reads the decoded sources)
+    check=check)

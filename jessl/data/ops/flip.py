@@ -7,13 +7,28 @@ import numpy as np
 
 from jessl.data.ops._jit import jit
 from jessl.data.ops.crop import check_view
+from jessl.data.ops.philox import coin
+from jessl.data.ops.spec import PROBABILITY, Field, OpSpec, columns, draw
 
 P = 0.5  # flip probability, torchvision RandomHorizontalFlip default (SimCLR, BYOL, VICReg)
 
+CFG = columns("p")
+INTS = columns("on")  # 1 = mirror: the crop's resampling reads it (render.py)
+
+
+def recipe(view) -> tuple[float, ...]:
+    return (view.flip_p,)
+
+
+@jit
+def sample(u, k, height, width, cfg, ints, floats):
+    """RandomHorizontalFlip(p): one coin on u[k] when p > 0. Returns the next k."""
+    return coin(u, k, cfg[CFG.p], ints, INTS.on)
+
 
 def sample_horizontal_flip(rng: np.random.Generator, p: float = P) -> bool:
-    """RandomHorizontalFlip(p) on `rng`: whether this view is mirrored. One draw."""
-    return bool(rng.random() < p)
+    """RandomHorizontalFlip(p) on `rng`, through the production sampler: mirrored or not."""
+    return bool(draw(SPEC, rng, 1, 1, (p,))[0][INTS.on])
 
 
 @jit
@@ -41,3 +56,11 @@ def horizontal_flip(src: np.ndarray, flip: bool, dst: np.ndarray) -> np.ndarray:
     elif dst is not src:
         np.copyto(dst, src)
     return dst
+
+
+SPEC = OpSpec(
+    name="RandomHorizontalFlip",
+    fields=(Field("flip_p", P, "RandomHorizontalFlip probability", PROBABILITY),),
+    sampling="flip ~ Bernoulli(p)",
+    recipe=recipe, sample=sample, cfg=CFG, ints=INTS, uniforms=1,
+    render=None)  # fused into the crop's resampling (render.py): no pass of its own

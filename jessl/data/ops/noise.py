@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from jessl.data.ops._jit import jit
+from jessl.data.ops.spec import PHOTOMETRIC, PROBABILITY, Field, OpSpec, columns, draw
 
 MEAN = 0.0  # on [0, 1] images; torchvision GaussianNoise default
 SIGMA = 0.1  # on [0, 1] images; torchvision GaussianNoise default
@@ -25,11 +26,33 @@ TWO_PI = 2.0 * math.pi
 INV_2_32 = 1.0 / 4294967296.0
 
 
+CFG = columns("p")  # 0 when the view's noise_std is 0: nothing to add, nothing to draw
+INTS = columns("on", "seed")
+TWO_53 = 9007199254740992.0  # the seed: 53 bits, all a uniform carries
+
+
+def recipe(view) -> tuple[float, ...]:
+    return (view.noise_p if view.noise_std > 0 else 0.0,)
+
+
+@jit
+def sample(u, k, height, width, cfg, ints, floats):
+    """RandomApply(GaussianNoise, p): a coin, then a 53-bit seed from which the kernel derives
+    every deviate; 2 uniforms when p > 0. Returns the next k."""
+    ints[INTS.on] = 0
+    ints[INTS.seed] = 0
+    if cfg[CFG.p] > 0:
+        ints[INTS.on] = u[k] < cfg[CFG.p]
+        ints[INTS.seed] = int(u[k + 1] * TWO_53)
+        k += 2
+    return k
+
+
 def sample_gaussian_noise(rng: np.random.Generator, p: float = P) -> int | None:
-    """RandomApply(GaussianNoise, p) on `rng`: a seed for the noise, or None. Always 2 draws."""
-    applied = rng.random() < p
-    seed = int(rng.integers(0, 2**63 - 1, dtype=np.int64))
-    return seed if applied else None
+    """RandomApply(GaussianNoise, p) on `rng`, through the production sampler: a seed for the
+    noise, or None."""
+    ints, _ = draw(SPEC, rng, 1, 1, (p,))
+    return int(ints[INTS.seed]) if ints[INTS.on] else None
 
 
 @jit
@@ -103,3 +126,14 @@ def gaussian_noise(src: np.ndarray, seed: int | None, dst: np.ndarray, mean: flo
         return dst
     gaussian_noise_kernel(src, np.float32(mean), np.float32(sigma), bool(clip), np.int64(seed), dst)
     return dst
+
+
+SPEC = OpSpec(
+    name="GaussianNoise",
+    fields=(Field("noise_p", 0.0, "RandomApply(GaussianNoise(0, noise_std), p) probability",
+                  PROBABILITY, PHOTOMETRIC),
+            Field("noise_std", SIGMA, "on [0, 1] images, torchvision GaussianNoise default",
+                  scaled=PHOTOMETRIC)),
+    sampling="apply ~ Bernoulli(p); seed ~ 53 bits; deviates hashed from (seed, index)",
+    recipe=recipe, sample=sample, cfg=CFG, ints=INTS, uniforms=2,
+    render=None)  # fused into the float write (render.py): noise and normalise in one pass

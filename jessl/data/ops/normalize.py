@@ -15,6 +15,7 @@ from jessl.data.ops._jit import jit
 from jessl.data.ops.noise import MEAN as NOISE_MEAN
 from jessl.data.ops.noise import SIGMA as NOISE_SIGMA
 from jessl.data.ops.noise import add_noise, normal_pair
+from jessl.data.ops.spec import Field, OpSpec
 
 MEAN = (0.485, 0.456, 0.406)  # ImageNet RGB means on [0, 1], torchvision reference scripts
 STD = (0.229, 0.224, 0.225)  # ImageNet RGB standard deviations on [0, 1], same source
@@ -118,3 +119,11 @@ def to_uint8_chw(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     _check(src, dst, np.uint8)
     to_uint8_chw_kernel(src, dst)
     return dst
+
+
+SPEC = OpSpec(
+    name="Normalize",
+    fields=(Field("mean", MEAN, "RGB on [0, 1]: ImageNet's, or the dataset's (views.CIFAR_MEAN)"),
+            Field("std", STD, "RGB on [0, 1]: ImageNet's, or the dataset's (views.CIFAR_STD)")),
+    sampling="none",
+    render=None)  # the last pass, uint8 view -> float batch, noise fused: render.py
