@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from jessl.data.ops import crop, flip, noise
-from jessl.data.ops._jit import jit
+from jessl.data.ops._jit import jit, jit_inline
 from jessl.data.ops.crop import crop_resize_kernel, resized_crop
 from jessl.data.ops.normalize import (to_float_chw_kernel, to_float_chw_noise_kernel,
                                       to_uint8_chw_kernel)
@@ -49,7 +49,7 @@ def dct_factors(ints: np.ndarray, cfgs: np.ndarray) -> np.ndarray:
     return factor
 
 
-@jit
+@jit_inline
 def map_box(top, left, h, w, height, width, src_h, src_w):
     """A (top, left, h, w) box of the full-size image mapped into a reduced decode of it."""
     if src_h == height and src_w == width:

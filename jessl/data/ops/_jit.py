@@ -101,6 +101,15 @@ def jit(fn):
     return numba.njit(nogil=True, cache=True, fastmath=False)(fn)
 
 
+def jit_inline(fn):
+    """`jit` for small helpers that numba inlines into each caller's IR (`inline="always"`), so
+    they cost no compiled library of their own: typing and lowering them once per caller is
+    cheaper than an LLVM module per helper plus linking it in (the cold start, issue 17)."""
+    if not _ENABLED:
+        return fn
+    return numba.njit(nogil=True, cache=True, fastmath=False, inline="always")(fn)
+
+
 def jit_uncached(fn):
     """`jit` without the on-disk cache, for code that has no source file (numba keys its cache on
     the file): the generated sampler when `_pipeline.py` is out of date (`generate.load`)."""

@@ -14,7 +14,7 @@ import math
 import cv2
 import numpy as np
 
-from jessl.data.ops._jit import jit
+from jessl.data.ops._jit import jit, jit_inline
 from jessl.data.ops.crop import check_view
 from jessl.data.ops.spec import PHOTOMETRIC, PROBABILITY, Field, OpSpec, columns, draw
 
@@ -30,7 +30,7 @@ def recipe(view) -> tuple[float, ...]:
     return (view.blur_p, *view.blur_sigma)
 
 
-@jit
+@jit_inline
 def sample(u, k, height, width, cfg, ints, floats):
     """RandomApply(GaussianBlur(k, sigma), p): a coin, then sigma ~ U(sigma0, sigma1), as
     torchvision's make_params; 2 uniforms when p > 0. Returns the next k."""

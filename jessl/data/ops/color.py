@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jessl.data.ops._jit import jit
+from jessl.data.ops._jit import jit, jit_inline
 from jessl.data.ops.crop import check_view
 from jessl.data.ops.philox import coin, randint
 from jessl.data.ops.spec import JITTER, PHOTOMETRIC, PROBABILITY, Field, OpSpec, columns, draw
@@ -96,7 +96,7 @@ def jitter_recipe(view) -> tuple[float, ...]:
             max(0.0, 1.0 - s), 1.0 + s, -h, h)
 
 
-@jit
+@jit_inline
 def sample_jitter(u, k, height, width, cfg, ints, floats):
     """RandomApply(ColorJitter(...), p), as torchvision's make_params: a coin, a uniform
     permutation of the 4 ops (Fisher-Yates on 3 uniforms), each op's factor uniform in its range
@@ -153,7 +153,7 @@ def grey_recipe(view) -> tuple[float, ...]:
     return (view.grey_p,)
 
 
-@jit
+@jit_inline
 def sample_grey(u, k, height, width, cfg, ints, floats):
     """RandomGrayscale(p): one coin on u[k] when p > 0. Returns the next k."""
     return coin(u, k, cfg[GREY_CFG.p], ints, GREY_INTS.on)

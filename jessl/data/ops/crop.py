@@ -43,7 +43,7 @@ import threading
 import cv2
 import numpy as np
 
-from jessl.data.ops._jit import jit
+from jessl.data.ops._jit import jit, jit_inline
 from jessl.data.ops.philox import randint
 from jessl.data.ops.spec import Field, OpSpec, columns, draw
 
@@ -69,7 +69,7 @@ def recipe(view) -> tuple[float, ...]:
             math.log(view.ratio[1]), resize)
 
 
-@jit
+@jit_inline
 def random_box(u, k, height, width, cfg, ints):
     """torchvision RandomResizedCrop.get_params on uniforms u[k:]; returns the next k."""
     area = height * width
@@ -98,7 +98,7 @@ def random_box(u, k, height, width, cfg, ints):
     return k
 
 
-@jit
+@jit_inline
 def center_box(height, width, cfg, ints):
     """Resize(shorter side -> resize) + CenterCrop(out) as one box of the source."""
     scale = cfg[CFG.resize] / min(height, width)
@@ -108,7 +108,7 @@ def center_box(height, width, cfg, ints):
         (height - h) // 2, (width - w) // 2, h, w
 
 
-@jit
+@jit_inline
 def sample(u, k, height, width, cfg, ints, floats):
     """The view's box in a height x width source: random (up to 22 uniforms), center or full."""
     mode = int(cfg[CFG.mode])

@@ -26,8 +26,8 @@ from jessl.data.ops.registry import LAYOUT, PIPELINE, Layout
 from jessl.data.ops.spec import OpSpec
 
 TARGET = Path(__file__).with_name("_pipeline.py")
-CACHED = "from jessl.data.ops._jit import jit\n"
-UNCACHED = "from jessl.data.ops._jit import jit_uncached as jit\n"
+CACHED = "from jessl.data.ops._jit import jit, jit_inline\n"
+UNCACHED = "from jessl.data.ops._jit import jit_uncached as jit, jit_uncached as jit_inline\n"
 
 
 def _kernel(spec: OpSpec):
@@ -72,7 +72,7 @@ def source(pipeline: tuple[OpSpec, ...] = PIPELINE, where: Layout = LAYOUT) -> s
         f"UNIFORMS = {where.uniforms}  # the most one view takes: every op drawing its most",
         "",
         "",
-        "@jit",
+        "@jit_inline",
         "def sample_view_kernel(u, height, width, cfg, ints, floats):",
         '    """One view\'s parameters from its uniforms `u` for a height x width source."""',
         "    ints[:] = 0",

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from jessl.data.ops._jit import jit
+from jessl.data.ops._jit import jit, jit_inline
 from jessl.data.ops.spec import PHOTOMETRIC, PROBABILITY, Field, OpSpec, columns, draw
 
 MEAN = 0.0  # on [0, 1] images; torchvision GaussianNoise default
@@ -35,7 +35,7 @@ def recipe(view) -> tuple[float, ...]:
     return (view.noise_p if view.noise_std > 0 else 0.0,)
 
 
-@jit
+@jit_inline
 def sample(u, k, height, width, cfg, ints, floats):
     """RandomApply(GaussianNoise, p): a coin, then a 53-bit seed from which the kernel derives
     every deviate; 2 uniforms when p > 0. Returns the next k."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jessl.data.ops._jit import jit
+from jessl.data.ops._jit import jit_inline
 
 U64 = np.uint64
 M32 = U64(0xFFFFFFFF)
@@ -21,7 +21,7 @@ PHILOX_W0, PHILOX_W1 = U64(0x9E3779B97F4A7C15), U64(0xBB67AE8584CAA73B)
 TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53: NumPy's random() takes the top 53 bits
 
 
-@jit
+@jit_inline
 def mulhilo(a, b):
     """(high, low) 64-bit halves of the 128-bit product a * b, from 32-bit pieces."""
     a_lo, a_hi = a & M32, a >> S32
@@ -31,7 +31,7 @@ def mulhilo(a, b):
     return p3 + (p1 >> S32) + (p2 >> S32) + (mid >> S32), a * b
 
 
-@jit
+@jit_inline
 def philox_block(c0, c1, c2, c3, k0, k1, out, at):
     """Philox4x64-10 of counter (c0..c3) under key (k0, k1) into out[at:at+4]."""
     for r in range(10):
@@ -44,7 +44,7 @@ def philox_block(c0, c1, c2, c3, k0, k1, out, at):
     out[at], out[at + 1], out[at + 2], out[at + 3] = c0, c1, c2, c3
 
 
-@jit
+@jit_inline
 def uniforms_kernel(k0, k1, record, view, raw, out):
     """out[i] = the i-th `random()` of Generator(Philox(key=[k0, k1], counter=[0, 0, r, v]))."""
     n = out.shape[0]
@@ -56,13 +56,13 @@ def uniforms_kernel(k0, k1, record, view, raw, out):
         out[i] = np.float64(raw[i] >> U64(11)) * TO_UNIT
 
 
-@jit
+@jit_inline
 def randint(u, n):
     """A uniform integer in [0, n) from one uniform (bias below n / 2**53)."""
     return min(int(u * n), n - 1)
 
 
-@jit
+@jit_inline
 def coin(u, k, p, out, at):
     """Bernoulli(p) on u[k] into out[at], as torchvision's `torch.rand(1) < p`; p == 0 draws
     nothing (0, and u[k] stays for the next op). Returns the next k."""

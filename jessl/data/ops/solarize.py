@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jessl.data.ops._jit import jit
+from jessl.data.ops._jit import jit, jit_inline
 from jessl.data.ops.crop import check_view
 from jessl.data.ops.philox import coin
 from jessl.data.ops.spec import PHOTOMETRIC, PROBABILITY, Field, OpSpec, columns, draw
@@ -25,7 +25,7 @@ def recipe(view) -> tuple[float, ...]:
     return (view.solarize_p,)
 
 
-@jit
+@jit_inline
 def sample(u, k, height, width, cfg, ints, floats):
     """RandomSolarize(p): one coin on u[k] when p > 0. Returns the next k."""
     return coin(u, k, cfg[CFG.p], ints, INTS.on)
