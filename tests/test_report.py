@@ -161,3 +161,47 @@ def test_cli_writes_table_json_and_plot(sweep, tmp_path, capsys):
     assert out_png.read_bytes()[:8] == PNG
     assert main(["report", str(tmp_path / "nothing")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def _suite_report(folder, linear, mlp_best, mlp_last, knn):
+    """RUN/eval-epoch-NN/report.json as `jessl eval suite` writes it (two datasets, baseline)."""
+    folder.mkdir(parents=True)
+    rows = [{"model": "random-init", "dataset": "cifar10", "probe": "linear", "metric": "top1",
+             "value": 30.0}]
+    for dataset, shift in (("cifar10", 0.0), ("tinyimagenet", -40.0)):
+        rows += [{"model": "ckpt", "dataset": dataset, "probe": p, "metric": m, "value": v + shift}
+                 for p, m, v in (("knn k=200", "top1", knn), ("knn k=200", "top5", 90.0),
+                                 ("linear", "top1", linear), ("linear", "top5", 91.0),
+                                 ("mlp best", "top1", mlp_best), ("mlp last", "top1", mlp_last))]
+    (folder / "report.json").write_text(json.dumps({"baseline": "random-init",
+                                                     "models": ["random-init", "ckpt"],
+                                                     "rows": rows}))
+
+
+def test_over_epochs_joins_online_and_offline_probes(tmp_path, capsys):
+    from jessl.studies import epochs
+    from jessl.studies.command import report_main
+    run = tmp_path / "run"
+    fabricate_run(run, {"optim.lr": 1.0}, knn=50.0, online=(30.0, 40.0, 45.0), epochs=3,
+                  total=3)
+    for e, (lin, best, last) in enumerate([(31.0, 35.0, 35.0), (41.0, 47.0, 46.0),
+                                           (44.0, 50.0, 48.0)], 1):
+        _suite_report(run / f"eval-epoch-{e:02d}", lin, best, last, knn=lin - 1)
+    rows = epochs.collect(run)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[1] == {"epoch": 2, "online": 40.0, "knn": 40.0, "linear": 41.0,
+                       "mlp_best": 47.0, "mlp_last": 46.0}  # cifar10's, the trained net's
+    s = epochs.summary(rows)
+    assert s["pearson_online_linear"] == pytest.approx(statistics.correlation(
+        [30.0, 40.0, 45.0], [31.0, 41.0, 44.0]))
+    assert (s["mlp_best_above_last"], s["mlp_epochs"]) == (2, 3)
+    assert s["mlp_minus_linear"] == pytest.approx((4 + 6 + 6) / 3)
+    plot = tmp_path / "epochs.png"
+    assert report_main([str(run), "--over-epochs", "--plot", str(plot),
+                        "--json", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| 2 | 40.00 | 40.00 | 41.00 | 47.00 | 46.00 |" in out and "2 of 3" in out
+    assert plot.read_bytes().startswith(PNG)
+    assert json.loads((tmp_path / "e.json").read_text())["rows"] == rows
+    assert report_main([str(tmp_path / "missing"), "--over-epochs"]) == 1  # one clear line
+    assert "no metrics.jsonl" in capsys.readouterr().err

@@ -9,10 +9,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from jessl.errors import USER_ERRORS, print_error
+from jessl.errors import USER_ERRORS, UserError, print_error
+from jessl.files import write_atomic
 from jessl.studies.grid import StudyError
 from jessl.studies.study import METRICS
 
@@ -140,13 +142,35 @@ def report_parser() -> argparse.ArgumentParser:
                    "dataset of the suite's report (default: its first)")
     p.add_argument("--plot", default=None, metavar="PNG", help="draw the line plot or heatmap")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
+    p.add_argument("--over-epochs", action="store_true",
+                   help="one run's probes epoch by epoch (FFCV-SSL Figure 8): the online probe "
+                   "from RUN/metrics.jsonl beside the offline probes of RUN/eval-epoch-NN "
+                   "(`jessl eval suite` of each epoch's checkpoint)")
     return p
+
+
+def over_epochs(args) -> None:
+    """`--over-epochs`: the table, the two numbers the paper's claims turn on, the plot."""
+    from jessl.studies import epochs
+    if len(args.runs) != 1:
+        raise UserError(f"--over-epochs reads one run folder, got {len(args.runs)}")
+    rows = epochs.collect(args.runs[0])
+    print(epochs.markdown(rows))
+    if args.json:
+        write_atomic(args.json, lambda tmp: Path(tmp).write_text(json.dumps(
+            {"rows": rows, "summary": epochs.summary(rows)}, indent=1) + "\n"))
+    if args.plot:
+        epochs.plot(rows, args.plot)
+        print(f"plot: {args.plot}")
 
 
 def report_main(argv=None) -> int:
     from jessl.studies import report
     args = report_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
+        if args.over_epochs:
+            over_epochs(args)
+            return 0
         result = report.build(args.runs, metric=args.metric, x=args.x, y=args.y,
                               dataset=args.dataset)
         print(report.markdown(result))
