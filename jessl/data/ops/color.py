@@ -340,7 +340,7 @@ def ops_block(planes, n, order, factors, first, stop, mean):
             hue_block(planes, n, factors[op])
 
 
-@jit
+@jit_inline
 def color_kernel(src, order, factors, grayscale, planes, dst):
     """ColorJitter ops in `order` with `factors`, then rgb_to_grayscale if `grayscale`.
 

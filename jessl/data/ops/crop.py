@@ -263,7 +263,7 @@ def transpose_kernel(src, dst):
                 dst[x, y, c] = src[y, x, c]
 
 
-@jit
+@jit_inline
 def crop_resize_kernel(src, top, left, h, w, flip, dst):
     """`resized_crop`'s numba path as one numba-callable function, for callers already inside
     numba (the loader's small-view chunks): loops instead of OpenCV's transposes, taps computed
