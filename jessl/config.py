@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -136,6 +137,110 @@ class EvalConfig:
     cache: bool = True  # cache extracted features under out/features (keyed by weights + file + views)
 
 
+# --- `jessl eval`: a dataclass for each group of its options (jessl.flags makes the flags) ---
+
+@dataclass
+class FeatureConfig:
+    """How `jessl eval` extracts features, for every probe."""
+    seed: int = 0  # splits, subsamples, probe init and order, and --random-init's weights
+    threads: int | None = None  # torch and loader threads; None = all available cores
+    batch_size: int = EvalConfig.batch_size  # images per forward pass when extracting features, the trainer's (eval.batch_size)
+    device: str = "auto"  # where the network extracts features: auto (a CUDA GPU when torch sees one, else cpu) | cpu | cuda | cuda:N; the probes themselves run on the CPU
+    views: str | None = None  # evaluation view preset (jessl.data.views.PRESETS); None = eval_cifar for images <= 64 px, else eval
+    cache: bool = EvalConfig.cache  # keep extracted features in --cache-dir, keyed by weights + file + views, and read them back; --no-cache extracts afresh and stores nothing
+
+    def validate(self) -> "FeatureConfig":
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        try:
+            check_device(self.device, "--device")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if self.views is not None:
+            from jessl.data.views import PRESETS
+            if self.views not in PRESETS:
+                raise ConfigError(f"unknown view preset {self.views!r}; known: "
+                                  f"{', '.join(sorted(PRESETS))}")
+        return self
+
+
+@dataclass
+class KnnProbeConfig:
+    """`jessl eval knn` and the suite's kNN."""
+    k: tuple[int, ...] = (20, EvalConfig.k)  # neighbours, each k reported: 20, DINO's best across its models (eval_knn.py's list is 10 20 100 200), and the trainer's 200 (eval.k), InstDisc's, which solo-learn and lightly monitor
+    temperature: float = EvalConfig.temperature  # vote weight exp(sim / T), the trainer's (eval.temperature)
+
+    def validate(self) -> "KnnProbeConfig":
+        if not self.k or min(self.k) < 1:
+            raise ConfigError(f"--k: give positive integers, e.g. 20,200; got {self.k}")
+        if not self.temperature > 0:
+            raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
+        return self
+
+
+@dataclass
+class LinearProbeConfig:
+    """`jessl eval linear`."""
+    epochs: int | None = None  # passes over the training images; None = 30 on precomputed features (eval.probes.LINEAR_EPOCHS), 10 with --augment (eval.augmented.AUG_EPOCHS: each is a backbone pass)
+    augment: bool = False  # train on features of fresh RandomResizedCrop + flip views each epoch (backbone frozen), as SimCLR / DINO linear evaluation
+    augment_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area range with --augment: torchvision's default, as DINO eval_linear.py
+
+    def validate(self) -> "LinearProbeConfig":
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
+        lo, hi = self.augment_scale
+        if not 0 < lo <= hi <= 1:
+            raise ConfigError(f"--augment-scale must be 0 < LO <= HI <= 1, got {lo},{hi}")
+        return self
+
+
+@dataclass
+class MlpProbeConfig:
+    """`jessl eval mlp`."""
+    epochs: int = 10  # few: the Cookbook (fig. 13) finds the MLP probe peaks early, then overfits
+    hidden: tuple[int, ...] = (2048, 2048)  # hidden widths, 2048-2048 or 2048,2048: FFCV-SSL (Bordes et al. 2023) section 4's "two layers MLP of size 2048-2048"
+
+    def validate(self) -> "MlpProbeConfig":
+        _positive_probe_sizes(self.epochs, self.hidden, "--epochs", "--hidden")
+        return self
+
+
+@dataclass
+class SuiteConfig:
+    """`jessl eval suite`'s probes, cut so that a small_cnn checkpoint and its baseline go
+    through CIFAR-10 (50k / 10k) and Tiny-ImageNet (8k / 2k) in a few minutes on 2 CPU cores."""
+    probes: tuple[str, ...] = ("knn", "linear", "mlp", "rankme")  # comma-separated subset to run; the default is every probe the suite knows
+    linear_epochs: int = 10  # of the precomputed-feature linear probe, a third of the single command's
+    mlp_epochs: int = 5  # half the single command's: the MLP probe peaks early (Cookbook fig. 13)
+    mlp_hidden: tuple[int, ...] = (512, 512)  # MLP widths, 1/16 of the multiply-adds of FFCV-SSL's 2048-2048 (the single command's)
+    probe_train_per_class: int = 0  # linear and MLP probes train on at most N images a class, kNN and RankMe on all (a faster run); 0 = all
+    projector: bool = True  # also the kNN and RankMe of the checkpoint's projector embeddings; --no-projector skips them
+
+    def validate(self) -> "SuiteConfig":
+        known = SuiteConfig.probes
+        unknown = [p for p in self.probes if p not in known]
+        if unknown or not self.probes:
+            raise ConfigError(f"unknown probe(s) {', '.join(unknown) or '(none)'}; known: "
+                              f"{', '.join(known)}")
+        if self.linear_epochs < 1:
+            raise ConfigError(f"--linear-epochs must be >= 1, got {self.linear_epochs}")
+        _positive_probe_sizes(self.mlp_epochs, self.mlp_hidden, "--mlp-epochs", "--mlp-hidden")
+        if self.probe_train_per_class < 0:
+            raise ConfigError(f"--probe-train-per-class must be >= 0, got "
+                              f"{self.probe_train_per_class}")
+        return self
+
+
+def _positive_probe_sizes(epochs: int, hidden: tuple, epochs_flag: str, hidden_flag: str):
+    if epochs < 1:
+        raise ConfigError(f"{epochs_flag} must be >= 1, got {epochs}")
+    if not hidden or min(hidden) < 1:
+        raise ConfigError(f"{hidden_flag}: widths must be positive, e.g. 2048-2048; got "
+                          f"{'-'.join(map(str, hidden))}")
+
+
 @dataclass
 class ProgressiveConfig:
     min_size: int = 0  # px; > 0 turns on Super Progressive Learning (Kocyigit et al. 2023 3.2): full size during the lr warm-up, then min_size up to the views' size in stages, as the inverse of the lr's cosine decay; the paper's ImageNet minimum is 96 of 224
@@ -199,7 +304,7 @@ class RunConfig:
             if self.sources.get(key) != USER:
                 section, name = _split_key(key)
                 target = getattr(self, section)
-                setattr(target, name, _convert(value, _field_types(type(target))[name], key))
+                setattr(target, name, convert_value(value, _field_types(type(target))[name], key))
                 self.sources[key] = f"{self.method.name} recipe: {source}"
 
     # --- dict / YAML ----------------------------------------------------------------------
@@ -273,7 +378,7 @@ class RunConfig:
             if name not in names:
                 raise ConfigError(f"method {target.name!r} has no option {name!r}; its options: "
                                   f"{', '.join(names) or 'none'}")
-            setattr(opts, name, _convert(value, _field_types(type(opts))[name],
+            setattr(opts, name, convert_value(value, _field_types(type(opts))[name],
                                          f"method.{name}"))
             target.options = opts
             self._apply_recipe()  # MoCo's recipe follows its version
@@ -284,7 +389,7 @@ class RunConfig:
             if section == "method":
                 known += [f.name for f in fields(target.resolved_options() or _Empty())]
             raise ConfigError(_unknown(f"field of {section}", name, known))
-        new = _convert(value, types_[name], f"{section}.{name}")
+        new = convert_value(value, types_[name], f"{section}.{name}")
         if section == "method" and name == "name" and new != target.name:
             method_options_type(new)  # unknown method: fail here with the list of known ones
             target.options = None  # another method: its own options, at their defaults
@@ -588,7 +693,7 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 
-def _convert(value, tp, where: str):
+def convert_value(value, tp, where: str):
     """`value` (a Python value, or a command-line string) as type `tp`, or ConfigError."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -601,7 +706,7 @@ def _convert(value, tp, where: str):
             if arg is type(None):
                 continue
             try:
-                return _convert(value, arg, where)
+                return convert_value(value, arg, where)
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{where}: cannot use {value!r}")
@@ -637,16 +742,17 @@ def _convert(value, tp, where: str):
         return str(value)
     if origin in (tuple, list):
         v = _yaml_value(value)
-        if isinstance(v, str):
-            v = [s for s in v.replace(",", " ").split()]
+        if isinstance(v, str):  # "20,200", "20 200"; integers also "2048-2048" (widths)
+            dash = r"|(?<=\d)-(?=\d)" if args and args[0] is int else ""
+            v = [s for s in re.split(r"[,\s]+" + dash, v) if s]
         if not isinstance(v, (list, tuple)):
             v = [v]
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(v) != len(args):
                 raise ConfigError(f"{where} needs {len(args)} values, got {value!r}")
-            return tuple(_convert(x, a, where) for x, a in zip(v, args))
+            return tuple(convert_value(x, a, where) for x, a in zip(v, args))
         inner = args[0] if args else typing.Any
-        return origin(_convert(x, inner, where) for x in v)
+        return origin(convert_value(x, inner, where) for x in v)
     if isinstance(tp, type) and is_dataclass(tp):
         if isinstance(value, tp):
             return value

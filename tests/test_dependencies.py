@@ -33,7 +33,7 @@ LAYERS = [  # bottom first; an import may go to its own layer (if acyclic) or an
     {"data"},
     {"models"},
     {"methods"},
-    {"config"},
+    {"config", "flags"},
     {"eval"},
     {"train"},
     {"studies", "benchmarks", "quickstart"},
