@@ -10,8 +10,12 @@ bool as a switch: `--augment` for a field that is off by default, `--no-cache` f
 from __future__ import annotations
 
 import argparse
+import ast
 import inspect
+import io
 import re
+import textwrap
+import tokenize
 import typing
 from dataclasses import MISSING, fields
 
@@ -82,25 +86,35 @@ def _shown(value) -> str:
 
 def metavar(f) -> str:
     """INT, FLOAT, STR, INT|NONE; a tuple of integers INT,INT."""
-    tp = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    tp = f.type  # a string under `from __future__ import annotations`, else the type
+    if not isinstance(tp, str):
+        plain = isinstance(tp, type) and not typing.get_args(tp)
+        tp = tp.__name__ if plain else str(tp).replace("typing.", "")
     tp = re.sub(r"tuple\[(\w+), (?:\.\.\.|\w+)\]", r"\1,\1", tp)
     return tp.replace(" ", "").upper()
 
 
 def field_docs(cls) -> dict[str, str]:
-    """{field: the comment after it in the source}: defaults say their unit and source there."""
+    """{field: its comment}: the comment lines right above a field, then the comment at the end
+    of its line (the last line, when the default spans several), as the house writes defaults
+    with their units and sources. Read with `ast` and `tokenize`, so that a `#` or `=` inside a
+    string, a multi-line default or a field without one are read as Python reads them."""
     try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # a class made at run time, or no source file
         return {}
-    docs, pending = {}, []
-    for line in source.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):  # a comment block above a field documents it
-            pending.append(stripped.lstrip("# ").strip())
+    lines = source.splitlines()
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+                if tok.type == tokenize.COMMENT}
+    docs = {}
+    for node in ast.parse(source).body[0].body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
             continue
-        m = re.match(r"\s+(\w+)\s*:[^=]*=.*?(?:#\s*(.*))?$", line)
-        if m:
-            docs[m.group(1)] = " ".join(pending + ([m.group(2)] if m.group(2) else []))
-        pending = []
+        above, row = [], node.lineno - 1
+        while row in comments and lines[row - 1].lstrip().startswith("#"):
+            above.insert(0, comments[row])
+            row -= 1
+        after = comments.get(node.end_lineno)
+        docs[node.target.id] = " ".join(above + ([after] if after else []))
     return docs
