@@ -91,9 +91,10 @@ def run(args) -> int:
     try:
         try:
             cfg = config_from_args(args)
-            cfg.validate()
             from jessl.train.trainer import train
-            metrics = train(cfg)  # checks the data can train a model before it writes
+            # validates the config, then its files, then checks the data can train a model,
+            # all before it writes
+            metrics = train(cfg)
         except USER_ERRORS as err:  # a bad config, file or checkpoint
             if is_main:
                 print_error(err)

@@ -23,6 +23,7 @@ from pathlib import Path
 from jessl.config import ConfigError, RunConfig
 from jessl.errors import print_error
 from jessl.flags import add_flags, values
+from jessl.train.inputs import check_inputs
 
 
 @dataclass
@@ -117,7 +118,7 @@ def submit(cfg: RunConfig, opts: SlurmOptions):
     # the GPUs are on the job's nodes, not necessarily here: check the device there
     here = RunConfig.from_dict(cfg.to_dict())
     here.train.device = "auto"
-    here.validate()
+    check_inputs(here.validate())
     if cfg.train.device.startswith("cuda") and not opts.gpus_per_node:
         raise ConfigError(f"train.device {cfg.train.device} needs GPUs, but the job asks for "
                           f"none: give --gpus-per-node")
