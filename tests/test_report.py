@@ -161,3 +161,11 @@ def test_cli_writes_table_json_and_plot(sweep, tmp_path, capsys):
     assert out_png.read_bytes()[:8] == PNG
     assert main(["report", str(tmp_path / "nothing")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_one_list_of_metrics():
+    """A study file, `jessl report --metric` and the report read the same metrics: a metric
+    added to the report is one a study may name."""
+    from jessl.studies import command, study
+    assert study.METRICS is report.METRICS is command.METRICS
+    assert report.METRICS == tuple(report.METRIC_KEYS)

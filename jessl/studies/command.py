@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jessl.errors import USER_ERRORS, print_error
 from jessl.studies.grid import StudyError
-from jessl.studies.study import METRICS
+from jessl.studies.report import METRICS
 
 
 class _Parser(argparse.ArgumentParser):
