@@ -4,12 +4,14 @@ A run is described by a YAML file, then command-line overrides of any field, typ
 dataclass field they name:
 
     cfg = load_config("simclr.yaml", ["--optim.lr", "0.5", "train.epochs=10"])
-    cfg.validate()            # every bad value refused with a clear message, before any work
+    cfg.validate()            # every bad value refused with a clear message, no file read
     cfg.to_yaml(path)         # the resolved config, saved in every run folder
 
 The `method` section holds the method's name and that method's own options (the `options`
 dataclass of `jessl.methods.METHODS[name]`), flat: `--method.temperature 0.2`.
-Every default says its unit and its source.
+Every default says its unit and its source. Each section's `validate()` checks its own values
+and `RunConfig.validate()` those across sections, without the file system; the files a config
+names are checked where the trainer opens them (`jessl.train.inputs.check_inputs`).
 
 Each method's paper settings (`Method.recipe`: optimizer, lr and its scaling, weight decay ...)
 replace RunConfig's defaults for the keys nobody set: a value from a file, an override or
@@ -22,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -58,12 +61,46 @@ class DataConfig:
     exact: bool = False  # decode JPEGs at full size as torchvision does (views within 2 uint8 levels of its pixels, docs/loader_accuracy.md) instead of at the smallest exact DCT scale; slower for small views of large photos
 
 
+    def validate(self) -> "DataConfig":
+        """Its own values; the files are checked where they are opened (jessl.train.inputs)."""
+        if not self.train:
+            raise ConfigError("data.train: no training file given (--train FILE)")
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if self.order not in ORDERS:
+            raise ConfigError(f"data.order: unknown order {self.order!r}; known: "
+                              f"{', '.join(ORDERS)}")
+        if self.views:
+            from jessl.data.views import PRESETS
+            if self.views not in PRESETS:
+                raise ConfigError(f"data.views: unknown view preset {self.views!r}; known: "
+                                  f"{', '.join(sorted(PRESETS))}")
+        if self.local_views is not None and self.local_views < 0:
+            raise ConfigError(f"data.local_views must be >= 0, got {self.local_views}")
+        for name in ("threads", "prefetch"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"data.{name} must be >= 0, got {getattr(self, name)}")
+        return self
+
 @dataclass
 class ModelConfig:
     backbone: str = "resnet18"  # jessl.models.BACKBONES name or timm:<name>; ResNet-18 is the CIFAR/ImageNet-100 workhorse of solo-learn
     cifar_stem: bool | None = None  # 3x3 stride-1 stem without max-pool (SimCLR appendix B.9); None = when images are <= 64 px
     projector: str = ""  # widths after the backbone, dash separated ("2048-2048-128", the FFCV-SSL / VICReg --mlp convention); "" = the method's paper default
 
+
+    def validate(self) -> "ModelConfig":
+        from jessl.models import BACKBONES
+        from jessl.models.heads import parse_dims
+        if not (self.backbone in BACKBONES or self.backbone.startswith("timm:")):
+            raise ConfigError(f"model.backbone: unknown backbone {self.backbone!r}; known: "
+                              f"{', '.join(sorted(BACKBONES))} or timm:<name>")
+        try:
+            if self.projector:
+                parse_dims(self.projector)
+        except ValueError as err:
+            raise ConfigError(f"model.projector: {err}") from None
+        return self
 
 @dataclass
 class MethodConfig:
@@ -77,6 +114,10 @@ class MethodConfig:
             return cls() if cls is not None else None
         return self.options
 
+
+    def validate(self) -> "MethodConfig":
+        method_options_type(self.name)  # an unknown name: ConfigError listing the known ones
+        return self
 
 @dataclass
 class OptimConfig:
@@ -93,6 +134,32 @@ class OptimConfig:
     warmup_epochs: float = 10.0  # epochs of linear warm-up, SimCLR appendix B.1 (10 of 100+); capped at half the run
     clip_grad: float = 0.0  # max global grad norm; 0 = no clipping (SimCLR/BYOL/VICReg do not clip; DINO uses 3.0)
 
+
+    def validate(self) -> "OptimConfig":
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optim.optimizer: unknown optimizer {self.optimizer!r}; known: "
+                              f"{', '.join(OPTIMIZERS)}")
+        if not self.lr > 0:
+            raise ConfigError(f"optim.lr must be > 0 (per 256 images), got {self.lr}")
+        if self.scaling not in SCALING_RULES:
+            raise ConfigError(f"optim.scaling: unknown rule {self.scaling!r}; known: "
+                              f"{', '.join(SCALING_RULES)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"optim.schedule: unknown schedule {self.schedule!r}; known: "
+                              f"{', '.join(SCHEDULES)}")
+        if self.weight_decay_end is not None and self.weight_decay_end < 0:
+            raise ConfigError(f"optim.weight_decay_end must be >= 0, got "
+                              f"{self.weight_decay_end}")
+        for name in ("weight_decay", "clip_grad", "warmup_epochs", "final_lr"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"optim.momentum must be in [0, 1), got {self.momentum}")
+        if not 0 <= self.f1clr_momentum_low <= self.f1clr_momentum_high < 1:
+            raise ConfigError(f"optim.f1clr_momentum_low <= optim.f1clr_momentum_high must "
+                              f"hold, both in [0, 1), got {self.f1clr_momentum_low}, "
+                              f"{self.f1clr_momentum_high}")
+        return self
 
 @dataclass
 class TrainConfig:
@@ -114,6 +181,29 @@ class TrainConfig:
     progress: bool = True  # tqdm bar with images/s and the share of time waiting for data
 
 
+    def validate(self) -> "TrainConfig":
+        """Its own values; the run folder and the checkpoint are looked at by the trainer."""
+        if self.epochs < 1:
+            raise ConfigError(f"train.epochs must be >= 1, got {self.epochs}")
+        if not 0 <= self.stop_after <= self.epochs:
+            raise ConfigError(f"train.stop_after must be in [0, train.epochs={self.epochs}], "
+                              f"got {self.stop_after}")
+        try:
+            check_device(self.device, "train.device")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision: unknown precision {self.precision!r}; known: "
+                              f"{', '.join(PRECISIONS)}")
+        for name in ("threads", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.log_every < 1:
+            raise ConfigError(f"train.log_every must be >= 1, got {self.log_every}")
+        if not self.out:
+            raise ConfigError("train.out: a run folder is needed")
+        return self
+
 @dataclass
 class ProbeConfig:
     enabled: bool = True  # online linear probe on detached backbone features (cut gradient)
@@ -122,6 +212,11 @@ class ProbeConfig:
     weight_decay: float = 0.0  # solo-learn's classifier_wd
     projector_layers: bool = False  # also probe the output of every projector layer (guillotine regularisation, Bordes et al. 2023)
 
+
+    def validate(self) -> "ProbeConfig":
+        if self.enabled and not self.lr > 0:
+            raise ConfigError(f"probe.lr must be > 0, got {self.lr}")
+        return self
 
 @dataclass
 class EvalConfig:
@@ -136,6 +231,118 @@ class EvalConfig:
     cache: bool = True  # cache extracted features under out/features (keyed by weights + file + views)
 
 
+    def validate(self) -> "EvalConfig":
+        if self.knn_every < 0:
+            raise ConfigError(f"eval.knn_every must be >= 0, got {self.knn_every}")
+        if self.k < 1 or self.temperature <= 0 or self.batch_size < 1 or self.rankme_samples < 1:
+            raise ConfigError("eval.k, eval.temperature, eval.batch_size and "
+                              "eval.rankme_samples must be positive")
+        return self
+
+# --- `jessl eval`: a dataclass for each group of its options (jessl.flags makes the flags) ---
+
+@dataclass
+class FeatureConfig:
+    """How `jessl eval` extracts features, for every probe."""
+    seed: int = 0  # splits, subsamples, probe init and order, and --random-init's weights
+    threads: int | None = None  # torch and loader threads; None = all available cores
+    batch_size: int = EvalConfig.batch_size  # images per forward pass when extracting features, the trainer's (eval.batch_size)
+    device: str = "auto"  # where the network extracts features: auto (a CUDA GPU when torch sees one, else cpu) | cpu | cuda | cuda:N; the probes themselves run on the CPU
+    views: str | None = None  # evaluation view preset (jessl.data.views.PRESETS); None = eval_cifar for images <= 64 px, else eval
+    cache: bool = EvalConfig.cache  # keep extracted features in --cache-dir, keyed by weights + file + views, and read them back; --no-cache extracts afresh and stores nothing
+
+    def validate(self) -> "FeatureConfig":
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        try:
+            check_device(self.device, "--device")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if self.views is not None:
+            from jessl.data.views import PRESETS
+            if self.views not in PRESETS:
+                raise ConfigError(f"unknown view preset {self.views!r}; known: "
+                                  f"{', '.join(sorted(PRESETS))}")
+        return self
+
+
+@dataclass
+class KnnProbeConfig:
+    """`jessl eval knn` and the suite's kNN."""
+    k: tuple[int, ...] = (20, EvalConfig.k)  # neighbours, each k reported: 20, DINO's best across its models (eval_knn.py's list is 10 20 100 200), and the trainer's 200 (eval.k), InstDisc's, which solo-learn and lightly monitor
+    temperature: float = EvalConfig.temperature  # vote weight exp(sim / T), the trainer's (eval.temperature)
+
+    def validate(self) -> "KnnProbeConfig":
+        if not self.k or min(self.k) < 1:
+            raise ConfigError(f"--k: give positive integers, e.g. 20,200; got {self.k}")
+        if not self.temperature > 0:
+            raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
+        return self
+
+
+@dataclass
+class LinearProbeConfig:
+    """`jessl eval linear`."""
+    epochs: int | None = None  # passes over the training images; None = 30 on precomputed features (eval.probes.LINEAR_EPOCHS), 10 with --augment (eval.augmented.AUG_EPOCHS: each is a backbone pass)
+    augment: bool = False  # train on features of fresh RandomResizedCrop + flip views each epoch (backbone frozen), as SimCLR / DINO linear evaluation
+    augment_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area range with --augment: torchvision's default, as DINO eval_linear.py
+
+    def validate(self) -> "LinearProbeConfig":
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
+        lo, hi = self.augment_scale
+        if not 0 < lo <= hi <= 1:
+            raise ConfigError(f"--augment-scale must be 0 < LO <= HI <= 1, got {lo},{hi}")
+        return self
+
+
+@dataclass
+class MlpProbeConfig:
+    """`jessl eval mlp`."""
+    epochs: int = 10  # few: the Cookbook (fig. 13) finds the MLP probe peaks early, then overfits
+    hidden: tuple[int, ...] = (2048, 2048)  # hidden widths, 2048-2048 or 2048,2048: FFCV-SSL (Bordes et al. 2023) section 4's "two layers MLP of size 2048-2048"
+
+    def validate(self) -> "MlpProbeConfig":
+        _positive_probe_sizes(self.epochs, self.hidden, "--epochs", "--hidden")
+        return self
+
+
+@dataclass
+class SuiteConfig:
+    """`jessl eval suite`'s probes, cut so that a small_cnn checkpoint and its baseline go
+    through CIFAR-10 (50k / 10k) and Tiny-ImageNet (8k / 2k) in a few minutes on 2 CPU cores."""
+    probes: tuple[str, ...] = ("knn", "linear", "mlp", "rankme")  # comma-separated subset to run; the default is every probe the suite knows
+    linear_epochs: int = 10  # of the precomputed-feature linear probe, a third of the single command's
+    mlp_epochs: int = 5  # half the single command's: the MLP probe peaks early (Cookbook fig. 13)
+    mlp_hidden: tuple[int, ...] = (512, 512)  # MLP widths, 1/16 of the multiply-adds of FFCV-SSL's 2048-2048 (the single command's)
+    probe_train_per_class: int = 0  # linear and MLP probes train on at most N images a class, kNN and RankMe on all (a faster run); 0 = all
+    projector: bool = True  # also the kNN and RankMe of the checkpoint's projector embeddings; --no-projector skips them
+
+    def validate(self) -> "SuiteConfig":
+        known = SuiteConfig.probes
+        unknown = [p for p in self.probes if p not in known]
+        if unknown or not self.probes:
+            raise ConfigError(f"unknown probe(s) {', '.join(unknown) or '(none)'}; known: "
+                              f"{', '.join(known)}")
+        if self.linear_epochs < 1:
+            raise ConfigError(f"--linear-epochs must be >= 1, got {self.linear_epochs}")
+        _positive_probe_sizes(self.mlp_epochs, self.mlp_hidden, "--mlp-epochs", "--mlp-hidden")
+        if self.probe_train_per_class < 0:
+            raise ConfigError(f"--probe-train-per-class must be >= 0, got "
+                              f"{self.probe_train_per_class}")
+        return self
+
+
+def _positive_probe_sizes(epochs: int, hidden: tuple, epochs_flag: str, hidden_flag: str):
+    if epochs < 1:
+        raise ConfigError(f"{epochs_flag} must be >= 1, got {epochs}")
+    if not hidden or min(hidden) < 1:
+        raise ConfigError(f"{hidden_flag}: widths must be positive, e.g. 2048-2048; got "
+                          f"{'-'.join(map(str, hidden))}")
+
+
 @dataclass
 class ProgressiveConfig:
     min_size: int = 0  # px; > 0 turns on Super Progressive Learning (Kocyigit et al. 2023 3.2): full size during the lr warm-up, then min_size up to the views' size in stages, as the inverse of the lr's cosine decay; the paper's ImageNet minimum is 96 of 224
@@ -144,6 +351,19 @@ class ProgressiveConfig:
     min_magnitude: float = 1.0  # augmentation magnitude at min_size, rising linearly with the size to 1 at full size (View.scaled); 1 = constant
     magnitude_scales: str = "jitter"  # what the magnitude multiplies: jitter (the colour-jitter strengths, the paper's section 4) | photometric (also every photometric op's probability, jessl's earlier variant)
 
+
+    def validate(self) -> "ProgressiveConfig":
+        """Its own values; min_size against the views' size needs the train file (inputs.py)."""
+        if self.min_size < 0 or self.step < 0:
+            raise ConfigError("progressive.min_size and progressive.step must be >= 0")
+        if not 0.0 <= self.min_magnitude <= 1.0:
+            raise ConfigError(f"progressive.min_magnitude must be in [0, 1], got "
+                              f"{self.min_magnitude}")
+        from jessl.data.views import MAGNITUDE_SCALES
+        if self.magnitude_scales not in MAGNITUDE_SCALES:
+            raise ConfigError(f"progressive.magnitude_scales: unknown {self.magnitude_scales!r}"
+                              f"; known: {', '.join(MAGNITUDE_SCALES)}")
+        return self
 
 @dataclass
 class HardAugmentConfig:
@@ -156,6 +376,21 @@ class HardAugmentConfig:
     @property
     def active(self) -> bool:
         return self.enabled and self.candidates > 0
+
+    def validate(self) -> "HardAugmentConfig":
+        """Its own values; a pair of same-size views to mine needs the views (inputs.py)."""
+        if not self.active:
+            return self
+        if self.candidates < 2:
+            raise ConfigError(f"hard_augment.candidates must be >= 2 (or 0 = off), got "
+                              f"{self.candidates}")
+        if self.size < 1:
+            raise ConfigError(f"hard_augment.size must be >= 1 px, got {self.size}")
+        for name, what, known in (("bn", "mode", BN_MODES), ("scorer", "network", SCORERS)):
+            if getattr(self, name) not in known:
+                raise ConfigError(f"hard_augment.{name}: unknown {what} "
+                                  f"{getattr(self, name)!r}; known: {', '.join(known)}")
+        return self
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "method": MethodConfig,
@@ -199,7 +434,7 @@ class RunConfig:
             if self.sources.get(key) != USER:
                 section, name = _split_key(key)
                 target = getattr(self, section)
-                setattr(target, name, _convert(value, _field_types(type(target))[name], key))
+                setattr(target, name, convert_value(value, _field_types(type(target))[name], key))
                 self.sources[key] = f"{self.method.name} recipe: {source}"
 
     # --- dict / YAML ----------------------------------------------------------------------
@@ -273,7 +508,7 @@ class RunConfig:
             if name not in names:
                 raise ConfigError(f"method {target.name!r} has no option {name!r}; its options: "
                                   f"{', '.join(names) or 'none'}")
-            setattr(opts, name, _convert(value, _field_types(type(opts))[name],
+            setattr(opts, name, convert_value(value, _field_types(type(opts))[name],
                                          f"method.{name}"))
             target.options = opts
             self._apply_recipe()  # MoCo's recipe follows its version
@@ -284,7 +519,7 @@ class RunConfig:
             if section == "method":
                 known += [f.name for f in fields(target.resolved_options() or _Empty())]
             raise ConfigError(_unknown(f"field of {section}", name, known))
-        new = _convert(value, types_[name], f"{section}.{name}")
+        new = convert_value(value, types_[name], f"{section}.{name}")
         if section == "method" and name == "name" and new != target.name:
             method_options_type(new)  # unknown method: fail here with the list of known ones
             target.options = None  # another method: its own options, at their defaults
@@ -313,169 +548,33 @@ class RunConfig:
     # --- checks ---------------------------------------------------------------------------
 
     def validate(self) -> "RunConfig":
-        """Refuse anything that cannot run, with a message naming the field; returns self."""
-        from jessl.models import BACKBONES
-        from jessl.models.heads import parse_dims
-
-        d, m, o, t, p, e = self.data, self.model, self.optim, self.train, self.probe, self.eval
-        known = sorted(_methods())
-        if self.method.name not in _methods():
-            raise ConfigError(f"method.name: unknown method {self.method.name!r}; known: "
-                              f"{', '.join(known)}")
-        if not d.train:
-            raise ConfigError("data.train: no training file given (--train FILE)")
-        for name, path in (("data.train", d.train), ("data.val", d.val)):
-            if path and not Path(path).is_file():
-                raise ConfigError(f"{name}: dataset file {path} does not exist")
-        if d.batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {d.batch_size}")
-        if d.order not in ORDERS:
-            raise ConfigError(f"data.order: unknown order {d.order!r}; known: {', '.join(ORDERS)}")
-        if d.views:
-            from jessl.data.views import PRESETS
-            if d.views not in PRESETS:
-                raise ConfigError(f"data.views: unknown view preset {d.views!r}; known: "
-                                  f"{', '.join(sorted(PRESETS))}")
+        """Refuse values that cannot run, with a message naming the field; returns self. Each
+        section checks its own values, then the checks across sections; no file is looked at
+        (`jessl.train.inputs.check_inputs` checks the files, where the trainer opens them)."""
+        self.method.validate()  # first: the method decides the other sections' defaults
+        for name in SECTIONS:
+            getattr(self, name).validate()
+        d = self.data
         from jessl.methods.base import takes_local_views
-        method_cls = _methods()[self.method.name]
-        if d.local_views is not None:
-            if d.local_views < 0:
-                raise ConfigError(f"data.local_views must be >= 0, got {d.local_views}")
-            if d.local_views and not takes_local_views(method_cls):
-                takers = sorted(n for n, c in _methods().items() if takes_local_views(c))
-                raise ConfigError(f"data.local_views: method {self.method.name!r} takes no local "
-                                  f"views (multi-crop); methods that do: {', '.join(takers)}")
-        for name in ("threads", "prefetch"):
-            if getattr(d, name) < 0:
-                raise ConfigError(f"data.{name} must be >= 0, got {getattr(d, name)}")
-        if not (m.backbone in BACKBONES or m.backbone.startswith("timm:")):
-            raise ConfigError(f"model.backbone: unknown backbone {m.backbone!r}; known: "
-                              f"{', '.join(sorted(BACKBONES))} or timm:<name>")
-        try:
-            if m.projector:
-                parse_dims(m.projector)
-        except ValueError as err:
-            raise ConfigError(f"model.projector: {err}") from None
-        if o.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optim.optimizer: unknown optimizer {o.optimizer!r}; known: "
-                              f"{', '.join(OPTIMIZERS)}")
-        if not o.lr > 0:
-            raise ConfigError(f"optim.lr must be > 0 (per 256 images), got {o.lr}")
-        if o.scaling not in SCALING_RULES:
-            raise ConfigError(f"optim.scaling: unknown rule {o.scaling!r}; known: "
-                              f"{', '.join(SCALING_RULES)}")
-        if o.schedule not in SCHEDULES:
-            raise ConfigError(f"optim.schedule: unknown schedule {o.schedule!r}; known: "
-                              f"{', '.join(SCHEDULES)}")
-        if o.weight_decay_end is not None and o.weight_decay_end < 0:
-            raise ConfigError(f"optim.weight_decay_end must be >= 0, got {o.weight_decay_end}")
-        for name in ("weight_decay", "clip_grad", "warmup_epochs", "final_lr"):
-            if getattr(o, name) < 0:
-                raise ConfigError(f"optim.{name} must be >= 0, got {getattr(o, name)}")
-        if not 0 <= o.momentum < 1:
-            raise ConfigError(f"optim.momentum must be in [0, 1), got {o.momentum}")
-        if not 0 <= o.f1clr_momentum_low <= o.f1clr_momentum_high < 1:
-            raise ConfigError(f"optim.f1clr_momentum_low <= optim.f1clr_momentum_high must hold, "
-                              f"both in [0, 1), got {o.f1clr_momentum_low}, "
-                              f"{o.f1clr_momentum_high}")
-        if t.epochs < 1:
-            raise ConfigError(f"train.epochs must be >= 1, got {t.epochs}")
-        if not 0 <= t.stop_after <= t.epochs:
-            raise ConfigError(f"train.stop_after must be in [0, train.epochs={t.epochs}], "
-                              f"got {t.stop_after}")
-        try:
-            check_device(t.device, "train.device")
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        if t.precision not in PRECISIONS:
-            raise ConfigError(f"train.precision: unknown precision {t.precision!r}; known: "
-                              f"{', '.join(PRECISIONS)}")
-        for name in ("threads", "checkpoint_every", "keep_checkpoints"):
-            if getattr(t, name) < 0:
-                raise ConfigError(f"train.{name} must be >= 0, got {getattr(t, name)}")
-        if t.log_every < 1:
-            raise ConfigError(f"train.log_every must be >= 1, got {t.log_every}")
-        if not t.out:
-            raise ConfigError("train.out: a run folder is needed")
-        if not t.resume and any((Path(t.out) / "checkpoints").glob("*.pt")):
-            raise ConfigError(f"train.out: {t.out} already holds a run; continue it with "
-                              f"--train.resume auto, or choose another --train.out")
-        if t.resume and t.resume != "auto" and not Path(t.resume).is_file():
-            raise ConfigError(f"train.resume: checkpoint {t.resume} does not exist "
-                              f"(give a file, or 'auto' for the newest in the run folder)")
-        g = self.progressive
-        if g.min_size < 0 or g.step < 0:
-            raise ConfigError("progressive.min_size and progressive.step must be >= 0")
-        if not 0.0 <= g.min_magnitude <= 1.0:
-            raise ConfigError(f"progressive.min_magnitude must be in [0, 1], got "
-                              f"{g.min_magnitude}")
-        from jessl.data.views import MAGNITUDE_SCALES
-        if g.magnitude_scales not in MAGNITUDE_SCALES:
-            raise ConfigError(f"progressive.magnitude_scales: unknown {g.magnitude_scales!r}; "
-                              f"known: {', '.join(MAGNITUDE_SCALES)}")
-        if g.min_size:
-            full = min(self._checked_views()[0].hw)
-            if g.min_size > full:
-                raise ConfigError(f"progressive.min_size {g.min_size} is larger than the "
-                                  f"views' size {full}")
-        self._validate_hard_augment()
-        if p.enabled and not p.lr > 0:
-            raise ConfigError(f"probe.lr must be > 0, got {p.lr}")
-        if e.knn_every < 0:
-            raise ConfigError(f"eval.knn_every must be >= 0, got {e.knn_every}")
-        if e.k < 1 or e.temperature <= 0 or e.batch_size < 1 or e.rankme_samples < 1:
-            raise ConfigError("eval.k, eval.temperature, eval.batch_size and "
-                              "eval.rankme_samples must be positive")
-        # the data file last: it is opened (header and index only) to count its records, once
-        # for every layer that asks about it (jessl.data.facts)
-        from jessl.data.facts import shared_reader
+        if d.local_views and not takes_local_views(_methods()[self.method.name]):
+            takers = sorted(n for n, c in _methods().items() if takes_local_views(c))
+            raise ConfigError(f"data.local_views: method {self.method.name!r} takes no local "
+                              f"views (multi-crop); methods that do: {', '.join(takers)}")
         from jessl.distributed import world_size
-        try:
-            n = len(shared_reader(d.train))
-        except Exception as err:
-            raise ConfigError(f"data.train: {d.train} is not a readable dataset file: {err}") \
-                from None
         world = world_size()
         if d.batch_size % world:
             raise ConfigError(f"data.batch_size {d.batch_size} must be a multiple of the "
                               f"{world} processes")
-        if d.batch_size > n:
-            raise ConfigError(f"data.batch_size {d.batch_size} is larger than the {n} images "
-                              f"of {d.train}: with drop_last no batch would be left")
-        from jessl.data.views import PRESETS
-        views = self.views_preset()
-        if views not in PRESETS:
-            raise ConfigError(f"data.views: method {self.method.name!r} asks for view preset "
-                              f"{views!r}, which jessl.data.views does not define; name one with "
-                              f"--data.views (known: {', '.join(sorted(PRESETS))})")
-        self._checked_views()
+        if d.views:  # a named preset's views need no file (the method's: by the images' size)
+            self.checked_views()
         return self
 
-    def _checked_views(self) -> list:
+    def checked_views(self) -> list:
+        """view_list(), or ConfigError for local views the preset cannot give."""
         try:
             return self.view_list()
         except ValueError as err:
             raise ConfigError(f"data.local_views: {err}") from None
-
-    def _validate_hard_augment(self) -> None:
-        h = self.hard_augment
-        if not h.active:
-            return
-        if h.candidates < 2:
-            raise ConfigError(f"hard_augment.candidates must be >= 2 (or 0 = off), got "
-                              f"{h.candidates}")
-        if h.size < 1:
-            raise ConfigError(f"hard_augment.size must be >= 1 px, got {h.size}")
-        for name, what, known in (("bn", "mode", BN_MODES), ("scorer", "network", SCORERS)):
-            if getattr(h, name) not in known:
-                raise ConfigError(f"hard_augment.{name}: unknown {what} {getattr(h, name)!r}; "
-                                  f"known: {', '.join(known)}")
-        from jessl.data.views import PRESETS, resolve_views
-        if self.views_preset() in PRESETS:
-            views = resolve_views(self.views_preset())
-            if len(views) < 2 or views[0].hw != views[1].hw:
-                raise ConfigError(f"hard_augment: view preset {self.views_preset()!r} has no "
-                                  f"pair of same-size views to mine")
 
     def views_preset(self) -> str:
         """data.views, or the method's preset ("multicrop" for a two-view method when
@@ -588,7 +687,7 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 
-def _convert(value, tp, where: str):
+def convert_value(value, tp, where: str):
     """`value` (a Python value, or a command-line string) as type `tp`, or ConfigError."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -601,7 +700,7 @@ def _convert(value, tp, where: str):
             if arg is type(None):
                 continue
             try:
-                return _convert(value, arg, where)
+                return convert_value(value, arg, where)
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{where}: cannot use {value!r}")
@@ -637,16 +736,17 @@ def _convert(value, tp, where: str):
         return str(value)
     if origin in (tuple, list):
         v = _yaml_value(value)
-        if isinstance(v, str):
-            v = [s for s in v.replace(",", " ").split()]
+        if isinstance(v, str):  # "20,200", "20 200"; integers also "2048-2048" (widths)
+            dash = r"|(?<=\d)-(?=\d)" if args and args[0] is int else ""
+            v = [s for s in re.split(r"[,\s]+" + dash, v) if s]
         if not isinstance(v, (list, tuple)):
             v = [v]
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(v) != len(args):
                 raise ConfigError(f"{where} needs {len(args)} values, got {value!r}")
-            return tuple(_convert(x, a, where) for x, a in zip(v, args))
+            return tuple(convert_value(x, a, where) for x, a in zip(v, args))
         inner = args[0] if args else typing.Any
-        return origin(_convert(x, inner, where) for x in v)
+        return origin(convert_value(x, inner, where) for x in v)
     if isinstance(tp, type) and is_dataclass(tp):
         if isinstance(value, tp):
             return value

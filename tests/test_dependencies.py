@@ -9,6 +9,7 @@ From the bottom (docs/architecture.md says why in this order):
     models         backbones and heads
     methods        one file a method, on losses, models and the EMA schedule
     config         RunConfig: checks names against the data, model and method registries
+                   and flags, which makes command-line options of its dataclasses
     eval           features once, kNN, RankMe, probes; reads a run's config and checkpoint
     train          the trainer loop, which monitors with eval's kNN and RankMe
     studies, benchmarks, quickstart
@@ -33,7 +34,7 @@ LAYERS = [  # bottom first; an import may go to its own layer (if acyclic) or an
     {"data"},
     {"models"},
     {"methods"},
-    {"config"},
+    {"config", "flags"},
     {"eval"},
     {"train"},
     {"studies", "benchmarks", "quickstart"},

@@ -205,3 +205,11 @@ def test_over_epochs_joins_online_and_offline_probes(tmp_path, capsys):
     assert json.loads((tmp_path / "e.json").read_text())["rows"] == rows
     assert report_main([str(tmp_path / "missing"), "--over-epochs"]) == 1  # one clear line
     assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_one_list_of_metrics():
+    """A study file, `jessl report --metric` and the report read the same metrics: a metric
+    added to the report is one a study may name."""
+    from jessl.studies import command, study
+    assert study.METRICS is report.METRICS is command.METRICS
+    assert report.METRICS == tuple(report.METRIC_KEYS)

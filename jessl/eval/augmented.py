@@ -25,11 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from jessl.config import LinearProbeConfig
 from jessl.eval.probes import (BATCH_SIZE, LRS, VAL_FRACTION, WEIGHT_DECAYS, LinearHeads,
                                cosine_schedule, standardizer, topk_accuracy)
 from jessl.eval.splits import stratified_split
 
-AUG_SCALE = (0.08, 1.0)  # RandomResizedCrop area fraction: torchvision's default, as DINO eval_linear.py
+AUG_SCALE = LinearProbeConfig.augment_scale  # RandomResizedCrop area: (0.08, 1), torchvision's
 AUG_EPOCHS = 10  # passes of augmented views; each is a backbone pass, so fewer than LINEAR_EPOCHS
 
 

@@ -19,13 +19,28 @@ import sys
 import time
 from pathlib import Path
 
-from jessl.config import EvalConfig
+from jessl.config import (FeatureConfig, KnnProbeConfig, LinearProbeConfig, MlpProbeConfig,
+                          SuiteConfig)
 from jessl.errors import USER_ERRORS, print_error
+from jessl.flags import add_flags, values
 from jessl.eval.datasets import REGISTRY, EvalError
 
 DATA_HELP = ("dataset files are written by `jessl convert` (e.g. `jessl convert "
              "../shared/data/cifar10_jpeg_test.npz cifar10_test.jessl`); an .npz given here "
              "is converted once into the cache folder")
+
+
+# the dataclasses whose fields are each probe's own options (jessl.config); every probe also
+# takes FeatureConfig's, in the "running" group
+PROBE_CONFIGS = {"knn": (KnnProbeConfig,), "linear": (LinearProbeConfig,),
+                 "mlp": (MlpProbeConfig,), "rankme": (), "suite": (KnnProbeConfig, SuiteConfig)}
+PROBE_HELP = {
+    "knn": "weighted kNN top-1/top-5 (DINO eval_knn.py)",
+    "linear": "linear probe, lr and weight decay chosen on a train hold-out",
+    "mlp": "MLP probe (best and last epoch)",
+    "rankme": "RankMe and alpha-ReQ of the training-image features (no labels used)",
+    "suite": "kNN, linear, MLP and RankMe on several datasets, beside the random-init "
+             "baseline; writes report.md, report.json, report.png"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,47 +49,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="probe", required=True)
     model, data, suite_data, common = _model_options(), _data_options(), \
         _suite_data_options(), _common_options()
-    single = [model, data, common]
-
-    p = sub.add_parser("knn", parents=single, help="weighted kNN top-1/top-5 (DINO eval_knn.py)")
-    _knn_options(p)
-    p = sub.add_parser("linear", parents=single,
-                       help="linear probe, lr and weight decay chosen on a train hold-out")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="passes over the training images (default 30 on precomputed features, "
-                   "10 with --augment: each is a backbone pass)")
-    p.add_argument("--augment", action="store_true",
-                   help="train on features of fresh RandomResizedCrop + flip views each epoch "
-                   "(backbone frozen), as SimCLR / DINO linear evaluation")
-    p.add_argument("--augment-scale", type=_floats, default=(0.08, 1.0), metavar="LO,HI",
-                   help="RandomResizedCrop area range with --augment (default 0.08,1.0)")
-    p = sub.add_parser("mlp", parents=single, help="MLP probe (best and last epoch)")
-    p.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
-    p.add_argument("--hidden", type=_widths, default=(2048, 2048), metavar="W-W",
-                   help="hidden widths (default 2048-2048, FFCV-SSL)")
-    sub.add_parser("rankme", parents=single,
-                   help="RankMe and alpha-ReQ of the training-image features (no labels used)")
-
-    p = sub.add_parser("suite", parents=[model, suite_data, common],
-                       help="kNN, linear, MLP and RankMe on several datasets, beside the "
-                       "random-init baseline; writes report.md, report.json, report.png")
-    _knn_options(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the report files")
-    p.add_argument("--probes", default=",".join(_suite().PROBES),
-                   help="comma-separated subset of knn,linear,mlp,rankme (default: all)")
-    p.add_argument("--linear-epochs", type=int, default=_suite().SUITE_LINEAR_EPOCHS,
-                   help="linear probe epochs (default %(default)s; the single command: 30)")
-    p.add_argument("--mlp-epochs", type=int, default=_suite().SUITE_MLP_EPOCHS,
-                   help="MLP probe epochs (default %(default)s; the single command: 10)")
-    p.add_argument("--mlp-hidden", type=_widths, default=_suite().SUITE_MLP_HIDDEN,
-                   metavar="W-W", help="MLP hidden widths (default 512-512; the single "
-                   "command: 2048-2048)")
-    p.add_argument("--probe-train-per-class", type=int, default=0, metavar="N",
-                   help="linear and MLP probes train on at most N images a class, kNN and "
-                   "RankMe on all (a faster run; default 0 = all)")
-    p.add_argument("--no-projector", dest="projector", action="store_false",
-                   help="skip the kNN and RankMe of the checkpoint's projector embeddings")
+    for probe, configs in PROBE_CONFIGS.items():
+        p = sub.add_parser(probe, parents=[model, suite_data if probe == "suite" else data,
+                                           common], help=PROBE_HELP[probe])
+        if probe == "suite":
+            p.add_argument("--out", required=True, metavar="DIR",
+                           help="folder for the report files")
+        if configs:
+            group = p.add_argument_group(f"{probe} options")
+            for cls in configs:
+                add_flags(group, cls)
     return parser
+
+
+def probe_configs(args) -> list:
+    """FeatureConfig and the probe's own option dataclasses from parsed `args`, each validated
+    (ConfigError names the option)."""
+    return [cls(**values(args, cls)).validate()
+            for cls in (FeatureConfig, *PROBE_CONFIGS[args.probe])]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,11 +76,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         print(f"jessl eval: error: {message}", file=sys.stderr)
         sys.exit(2)
-
-
-def _suite():
-    from jessl.eval import suite
-    return suite
 
 
 def _model_options() -> argparse.ArgumentParser:
@@ -143,66 +130,17 @@ def _shared_data_options(g) -> None:
                    help="use at most N training images of each class (drawn with --seed)")
     g.add_argument("--data-root", metavar="DIR", help="folder of the registry's .jessl or .npz "
                    "files (default: $JESSL_DATA, then ../shared/data)")
-    g.add_argument("--views", metavar="PRESET", help="evaluation view preset (default: "
-                   "eval_cifar for images <= 64 px, else eval)")
 
 
 def _common_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("running")
-    g.add_argument("--seed", type=int, default=0, help="splits, subsamples, probe init and "
-                   "order, and --random-init's weights (default 0)")
-    g.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="torch and loader threads (default: all available cores)")
-    g.add_argument("--batch-size", type=int, default=EvalConfig.batch_size,
-                   help="images per forward pass when extracting features (default "
-                   "%(default)s)")
-    g.add_argument("--device", default="auto", help="where the network extracts features: "
-                   "auto (a CUDA GPU when torch sees one, else cpu), cpu, cuda, cuda:N; the "
-                   "probes themselves run on the CPU (default auto)")
+    add_flags(g, FeatureConfig)
     g.add_argument("--cache-dir", metavar="DIR", help="converted datasets and cached features "
                    "(default: $JESSL_CACHE or ~/.cache/jessl)")
-    g.add_argument("--no-cache", dest="cache", action="store_false",
-                   help="extract features afresh and do not store them")
     g.add_argument("--json", action="store_true", help="print one JSON object (messages go "
                    "to stderr)")
     return p
-
-
-def _knn_options(p) -> None:
-    from jessl.eval.knn import KS, TEMPERATURE
-    p.add_argument("--k", type=_ints, default=KS, metavar="K,K",
-                   help=f"neighbours (default {','.join(map(str, KS))}: DINO's best, and "
-                   f"InstDisc's)")
-    p.add_argument("--temperature", type=float, default=TEMPERATURE,
-                   help="vote weight exp(sim / T) (default %(default)s, DINO)")
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers")
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give positive integers, e.g. 20,200")
-    return values
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers")
-
-
-def _widths(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.replace(",", "-").split("-") if v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not widths like 2048-2048")
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: widths must be positive, e.g. 2048-2048")
-    return values
 
 
 # --- running ------------------------------------------------------------------------------
@@ -225,20 +163,13 @@ def run(args) -> int:
 
     from jessl.eval.datasets import cache_root, data_roots
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
-    if args.threads is not None:
-        if args.threads < 1:
-            raise EvalError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    # every cheap check first: a dataset may take minutes to convert (issue 15)
+    feature, *probe = probe_configs(args)
+    if feature.threads is not None:
+        torch.set_num_threads(feature.threads)
     cache = cache_root(args.cache_dir)
     roots = data_roots(args.data_root)
-    # every cheap check first: a dataset may take minutes to convert (issue 15)
-    settings = _settings(args, cache)
-    from jessl.runtime import check_device, resolve_device
-    try:
-        check_device(args.device, "--device")
-    except ValueError as err:
-        raise EvalError(str(err)) from None
-    settings.device = str(resolve_device(args.device))
+    settings = _settings(feature, probe, cache)
     _check_network(args)
     datasets = _datasets(args, roots, cache, say)
     model = _model(args, datasets[0], say)
@@ -247,8 +178,8 @@ def run(args) -> int:
         return _run_suite(args, model, datasets, settings, say, start)
     data = datasets[0]
     if args.probe == "linear" and args.augment:
-        from jessl.eval.augmented import augmented_linear_probe
-        epochs = args.epochs if args.epochs is not None else 10
+        from jessl.eval.augmented import AUG_EPOCHS, augmented_linear_probe
+        epochs = args.epochs if args.epochs is not None else AUG_EPOCHS
         r = augmented_linear_probe(
             model.backbone.to(settings.device), data.train, data.test, train_idx=data.train_idx,
             test_idx=data.test_idx, views=args.views, scale=tuple(args.augment_scale),
@@ -352,43 +283,32 @@ def _model(args, data, say):
     return model
 
 
-def _settings(args, cache):
+def _settings(feature: FeatureConfig, probe: list, cache):
+    """The suite's Settings from the validated option dataclasses."""
     from jessl.eval.suite import Settings
-    s = Settings(seed=args.seed, views=args.views, batch_size=args.batch_size,
-                 threads=args.threads, cache_dir=cache / "features" if args.cache else None)
-    if args.views:
-        from jessl.data.views import PRESETS
-        if args.views not in PRESETS:
-            raise EvalError(f"unknown view preset {args.views!r}; known: "
-                            f"{', '.join(sorted(PRESETS))}")
-    if hasattr(args, "k"):
-        s.ks, s.temperature = args.k, args.temperature
-        if args.temperature <= 0:
-            raise EvalError(f"--temperature must be > 0, got {args.temperature}")
-    if args.probe == "linear" and args.epochs is not None:
-        s.linear_epochs = args.epochs
-    if args.probe == "mlp":
-        s.mlp_epochs, s.mlp_hidden = args.epochs, args.hidden
-    if args.probe == "suite":
-        s.linear_epochs, s.mlp_epochs, s.mlp_hidden = \
-            args.linear_epochs, args.mlp_epochs, args.mlp_hidden
-        s.probe_train_per_class = args.probe_train_per_class or None
-        s.projector = args.projector
-    for name in ("linear_epochs", "mlp_epochs", "batch_size"):
-        if getattr(s, name) < 1:
-            raise EvalError(f"{name.replace('_', '-')} must be >= 1, got {getattr(s, name)}")
+    from jessl.runtime import resolve_device
+    s = Settings(seed=feature.seed, views=feature.views, batch_size=feature.batch_size,
+                 threads=feature.threads, device=str(resolve_device(feature.device)),
+                 cache_dir=cache / "features" if feature.cache else None)
+    for cfg in probe:
+        if isinstance(cfg, KnnProbeConfig):
+            s.ks, s.temperature = cfg.k, cfg.temperature
+        elif isinstance(cfg, LinearProbeConfig) and cfg.epochs is not None:
+            s.linear_epochs = cfg.epochs
+        elif isinstance(cfg, MlpProbeConfig):
+            s.mlp_epochs, s.mlp_hidden = cfg.epochs, cfg.hidden
+        elif isinstance(cfg, SuiteConfig):
+            s.linear_epochs, s.mlp_epochs, s.mlp_hidden = \
+                cfg.linear_epochs, cfg.mlp_epochs, cfg.mlp_hidden
+            s.probe_train_per_class = cfg.probe_train_per_class or None
+            s.projector = cfg.projector
     return s
 
 
 def _run_suite(args, model, datasets, settings, say, start) -> int:
     from jessl.eval.report import write_report
-    from jessl.eval.suite import PROBES, run_suite
-    probes = [p.strip() for p in args.probes.split(",") if p.strip()]
-    unknown = [p for p in probes if p not in PROBES]
-    if unknown or not probes:
-        raise EvalError(f"unknown probe(s) {', '.join(unknown) or '(none)'}; known: "
-                        f"{', '.join(PROBES)}")
-    rows = run_suite(model, datasets, settings, probes, say)
+    from jessl.eval.suite import run_suite
+    rows = run_suite(model, datasets, settings, args.probes, say)
     paths = write_report(rows, args.out)
     seconds = time.perf_counter() - start
     if args.json:

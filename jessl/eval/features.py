@@ -16,9 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from jessl.config import EvalConfig
 from jessl.data.facts import eval_views
 
-def extract_features(backbone: nn.Module, path, views=None, batch_size: int = 256,
+def extract_features(backbone: nn.Module, path, views=None,
+                     batch_size: int = EvalConfig.batch_size,
                      num_threads: int | None = None, indices=None, cache_dir=None,
                      channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """backbone over `path` -> (features (N, F) float32, labels (N,) int64), in file order.

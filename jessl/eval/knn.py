@@ -17,13 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jessl.config import EvalConfig  # the trainer's kNN defaults, written once there
+from jessl.config import EvalConfig, KnnProbeConfig  # the kNN defaults, written once there
 
-K = 20  # neighbours, DINO eval_knn.py (its --nb_knn list is 10 20 100 200)
-# k reported by knn_accuracy: 20, which DINO's paper found best across its models; 200
-# (EvalConfig.k), the k of InstDisc (Wu et al. 2018) that kNN monitors in solo-learn and lightly
-# use, for comparison
-KS = (K, EvalConfig.k)
+KS = KnnProbeConfig.k  # k reported by knn_accuracy: 20 (DINO's best) and 200 (InstDisc's)
+K = KS[0]  # knn_classify's neighbours: 20, DINO eval_knn.py
 TEMPERATURE = EvalConfig.temperature  # 0.07, of the exp(sim / T) vote weights, DINO eval_knn.py
 CHUNK_SIZE = 256  # test rows per block: 256 x 50k float32 similarities = 51 MB
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from jessl.config import MlpProbeConfig
 from jessl.eval.knn import as_tensor
 from jessl.eval.splits import stratified_split
 
@@ -42,10 +43,10 @@ EVAL_CHUNK = 4096  # rows per forward pass when scoring, bounds the activation m
 # ~10x less.
 
 # MLP probe: FFCV-SSL (Bordes et al. 2023) section 4 uses "a two layers MLP of size 2048-2048".
-MLP_HIDDEN = (2048, 2048)  # hidden widths, FFCV-SSL paper
+MLP_HIDDEN = MlpProbeConfig.hidden  # 2048-2048, FFCV-SSL paper (jessl eval mlp --hidden)
 MLP_LR = 1e-3  # AdamW step, the torch.optim.AdamW default (Adam paper's 1e-3)
 MLP_WEIGHT_DECAY = 0.01  # decoupled decay, the torch.optim.AdamW default
-MLP_EPOCHS = 10  # few: the Cookbook (fig. 13) finds the MLP probe peaks early, then overfits
+MLP_EPOCHS = MlpProbeConfig.epochs  # 10, few: the MLP probe peaks early (Cookbook fig. 13)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from jessl.config import EvalConfig
+from jessl.config import EvalConfig, FeatureConfig, SuiteConfig
 from jessl.eval.datasets import EvalData, EvalError
 from jessl.eval.knn import KS, TEMPERATURE, knn_accuracy
 from jessl.eval.models import EvalModel, baseline_of
@@ -23,19 +23,14 @@ from jessl.eval.probes import LINEAR_EPOCHS, MLP_EPOCHS, MLP_HIDDEN, VAL_FRACTIO
 from jessl.eval.rankme import alpha_req, rankme
 from jessl.eval.report import BASELINE
 
-PROBES = ("knn", "linear", "mlp", "rankme")
+PROBES = SuiteConfig.probes  # every probe run_probe knows: the suite runs them all by default
 RANKME_SAMPLES = EvalConfig.rankme_samples  # rows RankMe is computed on: 25,600 (the trainer's)
-
-# The suite's probe sizes, cut so a small_cnn checkpoint and its baseline go through CIFAR-10
-# (50k / 10k) and Tiny-ImageNet (8k / 2k) in a few minutes on 2 CPU cores (README, Evaluation).
-SUITE_LINEAR_EPOCHS = 10  # of the precomputed-feature linear probe (full protocol: 30)
-SUITE_MLP_EPOCHS = 5  # the MLP probe peaks early (Cookbook fig. 13); full protocol: 10
-SUITE_MLP_HIDDEN = (512, 512)  # 1/16 of the multiply-adds of FFCV-SSL's 2048-2048
 
 
 @dataclass
 class Settings:
-    """How features are extracted and the probes run; defaults are the single commands'."""
+    """How features are extracted and the probes run; defaults are the single commands',
+    those of `jessl eval`'s options (jessl.config's FeatureConfig and probe configs)."""
     ks: tuple[int, ...] = KS
     temperature: float = TEMPERATURE
     linear_epochs: int = LINEAR_EPOCHS
@@ -43,10 +38,10 @@ class Settings:
     mlp_hidden: tuple[int, ...] = MLP_HIDDEN
     val_fraction: float = VAL_FRACTION
     probe_train_per_class: int | None = None  # linear/MLP probes: subsample the train records
-    seed: int = 0  # splits, subsamples, probe initialisation and batch order
-    views: str | None = None  # evaluation view preset; None: eval / eval_cifar by image size
-    batch_size: int = 256  # images per forward pass when extracting features
-    threads: int | None = None  # loader threads; None: all cores
+    seed: int = FeatureConfig.seed  # splits, subsamples, probe initialisation and batch order
+    views: str | None = FeatureConfig.views  # evaluation view preset; None: by image size
+    batch_size: int = FeatureConfig.batch_size  # images per forward pass extracting features
+    threads: int | None = FeatureConfig.threads  # loader threads; None: all cores
     cache_dir: object = None  # feature cache folder; None: off
     # NHWC images and weights: small_cnn extracts 1.4x faster on this project's 2-core CPU
     # (479 vs 336 images/s, batch 256, one run under load ~4); features equal up to rounding

@@ -16,7 +16,7 @@ from pathlib import Path
 from jessl.errors import USER_ERRORS, UserError, print_error
 from jessl.files import write_atomic
 from jessl.studies.grid import StudyError
-from jessl.studies.study import METRICS
+from jessl.studies.report import METRICS
 
 
 class _Parser(argparse.ArgumentParser):

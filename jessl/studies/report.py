@@ -32,11 +32,13 @@ from jessl.studies.grid import SEED_KEY, StudyError, value_text
 from jessl.studies.sweep import MANIFEST, RUNTIME_KEYS, read_manifest, run_status
 from jessl.train.curve import VAL, epoch_rows, final_record, read_metrics
 
-METRIC_KEYS = {"knn": ("knn_top1", "knn_top1_random_init"), "online": (VAL, None),
-               "rankme": ("rankme_features", None), "linear": ("linear top1", "random-init"),
+# metric -> (its key in a run's final record, the random-init baseline's key or None)
+METRIC_KEYS = {"knn": ("knn_top1", "knn_top1_random_init"),
+               "linear": ("linear top1", "random-init"), "online": (VAL, None), "rankme": ("rankme_features", None),
                # the projector's embeddings of the last epoch's training views (the trainer's
                # `rankme`): study 6 found it, not the features', tracking kNN at CPU scale
                "rankme_embeddings": ("rankme", None)}
+METRICS = tuple(METRIC_KEYS)  # what a study file's `metric` and `jessl report --metric` name
 # never "varied keys" of a report: every run has its own folder, and these do not change results
 _IGNORED = {"train.out", "train.resume"} | {f"{s}.{f}" for s, f in RUNTIME_KEYS}
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import yaml
 
 from jessl.studies.grid import StudyError, seed_list, value_text
+from jessl.studies.report import METRICS  # the metrics a report can read
 
-METRICS = ("knn", "linear", "online", "rankme", "rankme_embeddings")
 KNOWN_KEYS = {"config", "overrides", "grid", "seeds", "metric", "x", "y", "name", "claim",
               "paper", "notes"}
 

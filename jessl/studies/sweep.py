@@ -29,6 +29,7 @@ from jessl.config import ConfigError, RunConfig
 from jessl.errors import UserError
 from jessl.files import make_folders, remove_empty_folders, write_atomic
 from jessl.studies.grid import Point, value_text
+from jessl.train.inputs import check_inputs
 
 MANIFEST = "sweep.json"
 FORMAT = "jessl-sweep/1"
@@ -64,7 +65,7 @@ def resolve_point(base: dict | None, fixed: list[str], point: Point, out: Path,
         cfg.train.threads = threads
         cfg.data.threads = min(cfg.data.threads or threads, threads)
     try:
-        cfg.validate()
+        check_inputs(cfg.validate())  # every point's values and files, before any run starts
     except ConfigError as err:
         raise SweepError(f"point {point.name}: {err}") from None
     return cfg

@@ -15,13 +15,12 @@ any work starts.
 from __future__ import annotations
 
 import argparse
-import inspect
-import re
 import sys
-from dataclasses import MISSING, fields
+from dataclasses import fields
 
 from jessl.config import SECTIONS, ConfigError, RunConfig, load_config
 from jessl.errors import USER_ERRORS, print_error
+from jessl.flags import add_flags, field_default, field_docs, metavar
 
 # the short flags most runs need -> the config field they set
 SHORTCUTS = {
@@ -58,13 +57,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        default=argparse.SUPPRESS, help=text)
     for section, cls in SECTIONS.items():
         group = p.add_argument_group(f"{section} options")
-        docs = field_docs(cls)
-        for f in fields(cls):
-            if f.name == "options":
-                continue
-            group.add_argument(f"--{section}.{f.name}", dest=_SET + f"{section}.{f.name}",
-                               metavar=_metavar(f), default=argparse.SUPPRESS,
-                               help=_help(f, docs))
+        add_flags(group, cls, names={f.name for f in fields(cls)} - {"options"}, typed=False,
+                  flag=lambda name, s=section: f"--{s}.{name}",
+                  dest=lambda name, s=section: f"{_SET}{s}.{name}")
         if section == "method":
             for name in _method_option_names():
                 group.add_argument(f"--method.{name}", dest=_SET + f"method.{name}",
@@ -96,9 +91,10 @@ def run(args) -> int:
     try:
         try:
             cfg = config_from_args(args)
-            cfg.validate()
             from jessl.train.trainer import train
-            metrics = train(cfg)  # checks the data can train a model before it writes
+            # validates the config, then its files, then checks the data can train a model,
+            # all before it writes
+            metrics = train(cfg)
         except USER_ERRORS as err:  # a bad config, file or checkpoint
             if is_main:
                 print_error(err)
@@ -154,8 +150,7 @@ def method_help(name: str) -> str:
     else:
         docs = field_docs(opts)
         for f in fields(opts):
-            default = f.default if f.default is not MISSING else f.default_factory()
-            lines.append(f"  --method.{f.name} {_metavar(f)}  (default {default!r})"
+            lines.append(f"  --method.{f.name} {metavar(f)}  (default {field_default(f)!r})"
                          + (f"  {docs[f.name]}" if docs.get(f.name) else ""))
     recipe = cls.recipe_for(opts() if opts is not None else None)
     lines.append(f"{name} recipe (the paper's settings, for every key you leave unset; "
@@ -164,36 +159,6 @@ def method_help(name: str) -> str:
     if not recipe:
         lines.append("  (none: RunConfig's defaults)")
     return "\n".join(lines)
-
-
-def field_docs(cls) -> dict[str, str]:
-    """{field: the comment after it in the source}: defaults say their unit and source there."""
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    docs, pending = {}, []
-    for line in source.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):  # a comment block above a field documents it
-            pending.append(stripped.lstrip("# ").strip())
-            continue
-        m = re.match(r"\s+(\w+)\s*:[^=]*=.*?(?:#\s*(.*))?$", line)
-        if m:
-            docs[m.group(1)] = " ".join(pending + ([m.group(2)] if m.group(2) else []))
-        pending = []
-    return docs
-
-
-def _help(f, docs) -> str:
-    default = f.default if f.default is not MISSING else None
-    text = docs.get(f.name, "")
-    return f"{text} (default {default!r})".replace("%", "%%")
-
-
-def _metavar(f) -> str:
-    tp = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    return tp.replace(" ", "").upper()
 
 
 def _method_name(args) -> str:

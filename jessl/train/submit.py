@@ -17,11 +17,13 @@ default train.out/slurm. submitit is optional: `pip install 'jessl[slurm]'`.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from jessl.config import ConfigError, RunConfig
 from jessl.errors import print_error
+from jessl.flags import add_flags, values
+from jessl.train.inputs import check_inputs
 
 
 @dataclass
@@ -116,7 +118,7 @@ def submit(cfg: RunConfig, opts: SlurmOptions):
     # the GPUs are on the job's nodes, not necessarily here: check the device there
     here = RunConfig.from_dict(cfg.to_dict())
     here.train.device = "auto"
-    here.validate()
+    check_inputs(here.validate())
     if cfg.train.device.startswith("cuda") and not opts.gpus_per_node:
         raise ConfigError(f"train.device {cfg.train.device} needs GPUs, but the job asks for "
                           f"none: give --gpus-per-node")
@@ -145,18 +147,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def add_slurm_arguments(p) -> None:
     """One option a SlurmOptions field (`--gpus-per-node`), documented by its comment; `jessl
     sweep --slurm` takes the same ones."""
-    from jessl.train.command import field_docs
-    docs = field_docs(SlurmOptions)
-    for f in fields(SlurmOptions):
-        kind = type(f.default)
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"slurm_{f.name}", type=kind,
-                       default=f.default, metavar="N" if kind is int else "NAME",
-                       help=f"{docs.get(f.name, '')} (default {f.default!r})".replace("%", "%%"))
+    add_flags(p, SlurmOptions, dest=lambda name: f"slurm_{name}")
 
 
 def slurm_options(args) -> SlurmOptions:
     """The SlurmOptions of parsed `add_slurm_arguments` options."""
-    return SlurmOptions(**{f.name: getattr(args, f"slurm_{f.name}") for f in fields(SlurmOptions)})
+    return SlurmOptions(**values(args, SlurmOptions, dest=lambda name: f"slurm_{name}"))
 
 
 def run(args, train_argv: list[str]) -> int:

@@ -37,7 +37,9 @@ from jessl.train.probe import OnlineProbe, probe_dims, probe_inputs, projector_b
 
 def train(cfg: RunConfig) -> dict:
     """Pretrain as `cfg` says; returns the final metrics (rank 0; other ranks: training ones)."""
+    from jessl.train.inputs import check_inputs
     cfg.validate()
+    check_inputs(cfg)  # the run folder and the data files, before anything is written
     t, is_main = cfg.train, distributed.rank() == 0
     world = distributed.world_size()
     run_dir = Path(t.out)

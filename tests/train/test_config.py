@@ -5,6 +5,7 @@ import pytest
 from jessl.config import ConfigError, RunConfig, load_config, parse_overrides
 from jessl.train.command import main as train_main
 from jessl.train.command import method_help
+from jessl.train.inputs import check_inputs
 
 
 def valid(train, val, *more):
@@ -13,10 +14,16 @@ def valid(train, val, *more):
                               *more])
 
 
+def checked(cfg):
+    """The checks `train(cfg)` starts with: the values, then the files they name."""
+    check_inputs(cfg.validate())
+    return cfg
+
+
 def test_defaults_validate(tiny_files, tmp_path):
     train, val = tiny_files
     cfg = valid(train, val, "--train.out", str(tmp_path / "run"))
-    assert cfg.validate() is cfg
+    assert cfg.validate() is cfg and checked(cfg) is cfg
 
 
 @pytest.mark.parametrize("override, message", [
@@ -42,7 +49,7 @@ def test_defaults_validate(tiny_files, tmp_path):
 def test_validation_names_the_problem(tiny_files, tmp_path, override, message):
     train, val = tiny_files
     with pytest.raises(ConfigError) as err:
-        valid(train, val, "--train.out", str(tmp_path / "run"), *override).validate()
+        checked(valid(train, val, "--train.out", str(tmp_path / "run"), *override))
     assert message in str(err.value)
     if "unknown method" in message:
         assert "simclr" in str(err.value) and "byol" in str(err.value)  # lists the known ones
@@ -53,8 +60,37 @@ def test_validation_refuses_to_overwrite_a_run(tiny_files, tmp_path):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     (tmp_path / "run" / "checkpoints" / "epoch-0001.pt").write_bytes(b"x")
     with pytest.raises(ConfigError, match="already holds a run"):
-        valid(train, val, "--train.out", str(tmp_path / "run")).validate()
-    valid(train, val, "--train.out", str(tmp_path / "run"), "--train.resume", "auto").validate()
+        checked(valid(train, val, "--train.out", str(tmp_path / "run")))
+    checked(valid(train, val, "--train.out", str(tmp_path / "run"), "--train.resume", "auto"))
+
+
+def test_validate_reads_no_file_and_each_section_checks_itself(tmp_path, monkeypatch):
+    """validate() passes a config whose files are all missing (a sweep's grid, a SLURM submit
+    host); check_inputs then names the first; each section refuses its own bad values alone."""
+    import builtins
+    import os
+
+    from jessl.config import DataConfig, EvalConfig, OptimConfig, SECTIONS, TrainConfig
+    missing = str(tmp_path / "nowhere.jessl")
+    cfg = load_config(None, ["--data.train", missing, "--data.val", missing,
+                             "--train.out", str(tmp_path / "run"), "--train.resume",
+                             str(tmp_path / "none.pt")])
+    opened = []
+    real_open, real_stat = builtins.open, os.stat
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: opened.append(f) or
+                        real_open(f, *a, **k))
+    monkeypatch.setattr(os, "stat", lambda f, *a, **k: opened.append(f) or real_stat(f, *a, **k))
+    cfg.validate()
+    assert not [f for f in opened if str(tmp_path) in str(f)]
+    with pytest.raises(ConfigError, match="checkpoint .*none.pt does not exist"):
+        check_inputs(cfg)
+    assert all(hasattr(cls, "validate") for cls in SECTIONS.values())
+    for section, message in ((DataConfig(train="x", batch_size=0), "data.batch_size must be"),
+                             (OptimConfig(lr=0), "optim.lr must be > 0"),
+                             (TrainConfig(log_every=0), "train.log_every must be >= 1"),
+                             (EvalConfig(k=0), "eval.k, eval.temperature")):
+        with pytest.raises(ConfigError, match=message):
+            section.validate()
 
 
 def test_overrides_are_typed_in_every_form():

@@ -15,6 +15,7 @@ from jessl.models import build_backbone
 from jessl.train.flops import FlopMeter, hard_augment_overhead_eq11, step_flops_on
 from jessl.train.hard_augment import (HardAugment, candidate_views, eligible_pairs,
                                       hardest_pairs, pair_scores, selection_mode)
+from jessl.train.inputs import check_inputs
 from jessl.train.trainer import train
 
 from .conftest import tiny_overrides
@@ -178,7 +179,7 @@ def test_bad_hard_augment_settings_fail_early(tiny_files, tmp_path):
         cfg = load_config(None, tiny_overrides(train_file, val_file, tmp_path / "b",
                                                {"hard_augment.enabled": True, key: value}))
         if match is None:
-            cfg.validate()  # a third view (the negative patch) passes through
+            check_inputs(cfg.validate())  # a third view (the negative patch) passes through
             continue
         with pytest.raises(ConfigError, match=match):
-            cfg.validate()
+            check_inputs(cfg.validate())

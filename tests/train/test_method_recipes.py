@@ -126,7 +126,8 @@ def test_help_of_every_method_sources_every_default(name):
     each recipe value with its source."""
     from dataclasses import fields
 
-    from jessl.train.command import field_docs, method_help
+    from jessl.flags import field_docs
+    from jessl.train.command import method_help
     cls = METHODS[name]
     text = method_help(name)
     docs = field_docs(cls.options)

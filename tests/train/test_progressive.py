@@ -14,6 +14,7 @@ from jessl.models import build_backbone
 from jessl.schedules import warmup_cosine
 from jessl.train.flops import step_flops_on
 from jessl.train.progressive import progressive_schedule, relative_cost, stage_sizes
+from jessl.train.inputs import check_inputs
 from jessl.train.trainer import train
 
 from .conftest import tiny_overrides
@@ -126,4 +127,4 @@ def test_bad_progressive_settings_fail_early(tiny_files, tmp_path):
         cfg = load_config(None, tiny_overrides(train_file, val_file, tmp_path / "b",
                                                {key: value}))
         with pytest.raises(ConfigError, match=match):
-            cfg.validate()
+            check_inputs(cfg.validate())

@@ -15,6 +15,7 @@ import yaml
 from jessl import distributed
 from jessl.checkpoint import list_checkpoints, load_checkpoint
 from jessl.config import RunConfig, load_config
+from jessl.train.inputs import check_inputs
 from jessl.train.trainer import build_schedules, train
 
 from .conftest import tiny_overrides
@@ -198,16 +199,16 @@ def test_bf16_and_projector_probes(tiny_files, tmp_path):
 
 
 def test_unknown_preset_of_a_method_is_refused_up_front(tiny_files, tmp_path, monkeypatch):
-    """A method whose preset + "_cifar" is missing fails in validate(), not mid-run."""
+    """A method whose preset + "_cifar" is missing fails before the run, not mid-run."""
     from jessl.config import ConfigError
     from jessl.methods import SimCLR
     train_file, val_file = tiny_files
     monkeypatch.setattr(SimCLR, "views", "nonexistent")
     cfg = load_config(None, tiny_overrides(train_file, val_file, tmp_path / "x"))
     with pytest.raises(ConfigError, match="asks for view preset 'nonexistent_cifar'"):
-        cfg.validate()
+        check_inputs(cfg.validate())
     cfg.set("data.views", "crop_grey_cifar")  # naming one explicitly is the way out
-    cfg.validate()
+    check_inputs(cfg.validate())
 
 
 def test_simsiam_predictor_keeps_the_peak_lr(tiny_files, tmp_path):
