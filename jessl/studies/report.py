@@ -338,7 +338,11 @@ def _heatmap(fig, ax, result: dict, x: str, y: str) -> None:
             text = f"{g['mean']:.1f}" + (f"\n±{g['std']:.1f}" if g["std"] is not None else "")
             ax.text(j, i, text, ha="center", va="center", fontsize="small",
                     color="black" if g["mean"] > middle else "white")
-    ax.set_xticks(range(len(xs)), [value_text(v) for v in xs])
+    labels = [value_text(v) for v in xs]
+    # long values (projector shapes) would overlap side by side: slant them
+    slant = max(map(len, labels)) * len(labels) > 48
+    ax.set_xticks(range(len(xs)), labels, rotation=20 if slant else 0,
+                  ha="right" if slant else "center")
     ax.set_yticks(range(len(ys)), [value_text(v) for v in ys])
     ax.set_xlabel(x)
     ax.set_ylabel(y)
