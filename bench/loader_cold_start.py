@@ -1,7 +1,9 @@
 """The loader's cold start: seconds to the first batch of a fresh install (empty numba cache).
 
 Each run is a fresh Python process whose NUMBA_CACHE_DIR is an empty temporary folder, as on a
-machine where jessl was just installed; a warm run reuses the last cold run's cache. Printed per
+machine where jessl was just installed; a warm run reuses the last cold run's cache. Each
+repeat runs cold twice, alternating: as shipped (a second process compiles the passes,
+`jessl.data.warm`) and alone (the reference: one process compiles everything). Printed per
 run: seconds to import the loader, seconds from building the Loader to its first batch, and a
 checksum of that batch (the same seed must give the same bytes before and after a change).
 
@@ -32,6 +34,9 @@ def cpu():
     return r.ru_utime + r.ru_stime
 start = time.perf_counter()
 from jessl.data.loader import Loader
+if sys.argv[5] == "alone":  # the reference: no second process compiling the passes
+    import jessl.data.warm
+    jessl.data.warm.start = lambda *args: False
 imported, cpu0 = time.perf_counter(), cpu()
 loader = Loader(sys.argv[1], int(sys.argv[3]), sys.argv[2], seed=0, num_threads=int(sys.argv[4]))
 batch = next(iter(loader))
@@ -45,12 +50,14 @@ print(json.dumps({"import_s": imported - start, "first_batch_s": first - importe
 """
 
 
-def child(data: str, views: str, batch_size: int, threads: int, cache: str) -> dict:
-    """One fresh process with NUMBA_CACHE_DIR=cache; its timings and checksum."""
+def child(data: str, views: str, batch_size: int, threads: int, cache: str,
+          mode: str = "warm") -> dict:
+    """One fresh process with NUMBA_CACHE_DIR=cache; its timings and checksum. mode "alone":
+    without the second process that compiles the passes (jessl.data.warm)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": cache,
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", CHILD, data, views, str(batch_size),
-                          str(threads)], env=env, capture_output=True, text=True, check=True,
+                          str(threads), mode], env=env, capture_output=True, text=True, check=True,
                          cwd=ROOT)  # `python -c` puts the working folder first on sys.path
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["stderr"] = out.stderr.strip()
@@ -83,11 +90,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="jessl-cold-") as tmp:
         data = args.data or digits_file(Path(tmp))
-        cold = []
-        for r in range(args.repeats):
-            cache = tempfile.mkdtemp(prefix=f"numba{r}-", dir=tmp)
-            cold.append(child(data, args.views, args.batch_size, args.threads, cache))
-            report(f"cold run {r}", cold[-1])
+        cold, alone = [], []
+        for r in range(args.repeats):  # alternating, so drift of the machine hits both alike
+            for mode, runs in (("warm", cold), ("alone", alone))[::1 if r % 2 == 0 else -1]:
+                cache = tempfile.mkdtemp(prefix=f"numba{r}{mode}-", dir=tmp)
+                runs.append(child(data, args.views, args.batch_size, args.threads, cache, mode))
+                report(f"cold run {r} ({'second process' if mode == 'warm' else 'alone'})",
+                       runs[-1])
         warm = child(data, args.views, args.batch_size, args.threads, cache)
         report("warm run  ", warm)
     summary = {"views": args.views, "batch_size": args.batch_size, "threads": args.threads,
@@ -96,12 +105,15 @@ def main(argv=None) -> int:
                    statistics.median(c["first_batch_cpu_s"] for c in cold),
                "cold_import_s": statistics.median(c["import_s"] for c in cold),
                "warm_first_batch_s": warm["first_batch_s"], "warm_import_s": warm["import_s"],
-               "sha256": sorted({c["sha256"] for c in cold} | {warm["sha256"]})}
+               "cold_alone_first_batch_s": statistics.median(c["first_batch_s"] for c in alone),
+               "sha256": sorted({c["sha256"] for c in cold + alone} | {warm["sha256"]})}
     print(json.dumps(summary) if args.json else
           f"median of {args.repeats} cold runs: first batch {summary['cold_first_batch_s']:.2f} s"
           f" ({summary['cold_first_batch_cpu_s']:.2f} s CPU)"
-          f" (+ import {summary['cold_import_s']:.2f} s); warm {warm['first_batch_s']:.2f} s; "
-          f"checksums {', '.join(summary['sha256'])}")
+          f" (+ import {summary['cold_import_s']:.2f} s); without the second process "
+          f"{summary['cold_alone_first_batch_s']:.2f} s "
+          f"({summary['cold_alone_first_batch_s'] / summary['cold_first_batch_s']:.2f}x); "
+          f"warm {warm['first_batch_s']:.2f} s; checksums {', '.join(summary['sha256'])}")
     return 0
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import simplejpeg
 import torch
 
+from jessl.data import warm
 from jessl.data.format import RAW
 from jessl.data.order import ORDERS, batches, epoch_order, num_batches, shard
 from jessl.data.ops import normalize_lut
@@ -98,6 +99,9 @@ class Loader:
         self.labels = labels if labels is not None else np.full(n, -1, np.int64)
         self.epoch = 0
         self.magnitude, self.magnitude_scales = 1.0, "jitter"
+        # a cold numba cache: a second process compiles the passes while the first batch
+        # compiles the sampler and the crop (data/warm.py)
+        warm.start(self.views, self.output)
 
     # --- the two knobs that may change between epochs -------------------------------------
 

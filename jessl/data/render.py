@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jessl.data import warm
 from jessl.data.ops import crop, flip, noise
 from jessl.data.ops._jit import jit, jit_inline
 from jessl.data.ops.crop import crop_resize_kernel, resized_crop
@@ -164,6 +165,15 @@ def write_pass(stage: np.ndarray, params: Params, view, lut, out: np.ndarray) ->
         float_chunk_kernel(stage, lut, out)
 
 
+def write_kernels(view, output: str) -> tuple:
+    """The kernels `write_pass` may call for a view: what a cold start warms (data/warm.py)."""
+    if output != "float":
+        return (uint8_chunk_kernel,)
+    noise_p = view.noise_p if view.noise_std > 0 else 0.0
+    return ((float_chunk_kernel,) if noise_p < 1 else ()) + \
+        ((float_noise_chunk_kernel,) if noise_p > 0 else ())
+
+
 def render_view(sources, ints_v: np.ndarray, floats_v: np.ndarray, view, lut, out: np.ndarray,
                 stage: np.ndarray) -> int:
     """All records of a chunk for one view; returns -1 or the index of a bad record.
@@ -174,6 +184,7 @@ def render_view(sources, ints_v: np.ndarray, floats_v: np.ndarray, view, lut, ou
     bad = crop_pass(sources, ints_v, view, stage)
     if bad >= 0:
         return bad
+    warm.wait()  # a cold start's second process compiles the passes below (data/warm.py)
     params = Params(ints_v, floats_v)
     for spec in PASSES:
         spec.render(stage, params, view)

@@ -496,7 +496,8 @@ JITTER_SPEC = OpSpec(
             _strength("saturation", 0.4), _strength("hue", 0.1)),
     sampling="apply ~ Bernoulli(p); order ~ uniform permutation of 4; factors uniform in range",
     recipe=jitter_recipe, sample=sample_jitter, cfg=JITTER_CFG, ints=JITTER_INTS,
-    floats=JITTER_FLOATS, uniforms=8, render=render)
+    floats=JITTER_FLOATS, uniforms=8, render=render,
+    kernels=lambda view: (color_chunk_kernel,) if view.jitter_p > 0 or view.grey_p > 0 else ())
 
 GREY_SPEC = OpSpec(
     name="RandomGrayscale",

@@ -78,4 +78,5 @@ SPEC = OpSpec(
     fields=(Field("solarize_p", 0.0, "RandomSolarize probability", PROBABILITY, PHOTOMETRIC),
             Field("solarize_threshold", THRESHOLD, "uint8 levels (BYOL's 0.5)")),
     sampling="solarize ~ Bernoulli(p)",
-    recipe=recipe, sample=sample, cfg=CFG, ints=INTS, uniforms=1, render=render)
+    recipe=recipe, sample=sample, cfg=CFG, ints=INTS, uniforms=1, render=render,
+    kernels=lambda view: (solarize_chunk_kernel,) if view.solarize_p > 0 else ())

@@ -14,6 +14,8 @@ An op is one file (`jessl/data/ops/solarize.py` is the shortest worked example) 
   the records that drew it (`params.ints(SPEC)` is this op's int columns for the chunk); None when
   another op's pass applies it (flip is fused into the crop's resampling, grey into ColorJitter's
   colour pass: one read and write of each image instead of two);
+- `kernels(view)`: the numba kernels its render pass calls for a view that can draw it, which
+  a cold start compiles in a second process (`jessl.data.warm`);
 
 and registers itself with one line in `jessl.data.ops.registry.PIPELINE`. The View dataclass,
 the recipe row, the parameter layout, the sampler that calls every op in order
@@ -62,6 +64,7 @@ class OpSpec:
     floats: tuple = ()  # the FLOATS namedtuple: float64 parameters drawn per view
     uniforms: int = 0  # most uniforms one view's draw takes
     render: Callable | None = None  # (stage, params, view) -> None, in place
+    kernels: Callable[[Any], tuple] = lambda view: ()  # the numba kernels render calls for view
     check: Callable[[Any], None] | None = None  # view -> None or ValueError, beyond PROBABILITY
 
     def __post_init__(self):

@@ -1,0 +1,67 @@
+"""The cold start's second process: what it compiles, and that a cold first batch is the same."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from jessl.data import convert, warm
+from jessl.data.loader import Loader
+from jessl.data.ops import color, solarize
+from jessl.data.ops.registry import LAYOUT
+from jessl.data.render import float_chunk_kernel, float_noise_chunk_kernel
+from jessl.data.views import View
+from tests.data.helpers import natural_like
+
+VIEWS = [View(size=16, jitter_p=0.8, grey_p=0.2), View(size=16, solarize_p=0.2)]
+
+
+def test_drawn_params_draw_what_the_view_can_draw():
+    p = warm.drawn_params(View(size=16, jitter_p=0.8, solarize_p=0.2))
+    assert (p.ints(color.JITTER_SPEC) >= 0).all()  # every jitter op in the order
+    assert p.ints(solarize.SPEC)[0, solarize.INTS.on] == 1
+    assert p.ints(color.GREY_SPEC)[0, color.GREY_INTS.on] == 0  # grey_p 0: not drawn
+    assert p.ints(color.GREY_SPEC).shape == (1, 1) and LAYOUT.n_int == 14
+
+
+def test_the_kernels_to_warm_follow_the_views():
+    plain = [View(size=16)]
+    assert warm.pass_kernels(plain, "float") == [float_chunk_kernel]
+    kernels = warm.pass_kernels(VIEWS, "float")
+    assert color.color_chunk_kernel in kernels and solarize.solarize_chunk_kernel in kernels
+    noisy = warm.pass_kernels([View(size=16, noise_p=1.0)], "float")
+    assert noisy == [float_noise_chunk_kernel]  # every view noised: the plain write never runs
+
+
+CHILD = r"""
+import hashlib, json, sys
+from jessl.data import warm
+from jessl.data.loader import Loader
+from jessl.data.views import View
+views = [View(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+         for d in json.loads(sys.argv[2])]
+loader = Loader(sys.argv[1], 8, views, seed=3, num_threads=2)
+started = bool(warm._PENDING)
+batch = next(iter(loader))
+digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in batch.views)).hexdigest()
+print(json.dumps({"started": started, "digest": digest,
+                  "cached": all(warm.cached(k) for k in warm.pass_kernels(views, "float"))}))
+"""
+
+
+def test_a_cold_first_batch_is_the_same_batch(tmp_path):
+    from dataclasses import asdict
+    path = tmp_path / "raw.jessl"
+    convert([(natural_like(20, 24, seed=k), 0) for k in range(16)], path, format="raw",
+            workers=1, progress=False)
+    batch = next(iter(Loader(path, 8, VIEWS, seed=3, num_threads=2)))  # this process: warm cache
+    want = hashlib.sha256(b"".join(v.numpy().tobytes() for v in batch.views)).hexdigest()
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))  # a fresh install's cache
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path),
+                          json.dumps([asdict(v) for v in VIEWS])], env=env, check=True,
+                         capture_output=True, text=True, timeout=600)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"started": True, "digest": want, "cached": True}
