@@ -5,7 +5,11 @@ training wall time, then kNN, a linear probe and RankMe beside the same network 
     python bench/methods.py --quick          # smoke test: 1,024 images, seconds per method
 
 Prints a markdown table (docs/benchmarks.md, "Methods at equal training time") and writes
-OUT/method_table.json with every run's settings and metrics.
+OUT/method_table.json with every run's settings and metrics. The table takes about 3 hours, so
+it resumes: run the same command again and methods finished before are read back from their
+OUT/NAME/row.json, a half-trained one continues from its last checkpoint with the epoch count
+its calibration fixed (OUT/NAME/plan.json), and only the rest is trained. A resumed run's
+training minutes add up its sessions (`wall_s` carries across a resume).
 
 The budget is training wall time: the loader, forward, backward and optimizer steps, not the
 per-epoch probe evaluation nor the final kNN / linear probe (as issue 12's `wall_s`). jessl's
@@ -73,13 +77,30 @@ def training_seconds(run_dir: Path) -> float:
     return float(sum(r["seconds"] for r in epochs))
 
 
-def run(fields: dict, overrides: list[str] = ()):
-    """train() on the config of `fields` then `overrides`; (final metrics, the RunConfig)."""
+def run(fields: dict, overrides: list[str] = (), resume: bool = False):
+    """train() on the config of `fields` then `overrides`; (final metrics, the RunConfig).
+    `resume`: continue the run folder's last checkpoint (a table spread over sessions), else
+    start over."""
     from jessl.config import load_config
     from jessl.train.trainer import train
     cfg = load_config(None, [f"{k}={v}" for k, v in fields.items()] + list(overrides))
-    shutil.rmtree(cfg.train.out, ignore_errors=True)  # a bench run always starts over
+    if resume and Path(cfg.train.out, "config.yaml").is_file():
+        cfg.set("train.resume", "auto")
+    else:
+        shutil.rmtree(cfg.train.out, ignore_errors=True)
     return train(cfg), cfg
+
+
+def saved(path: Path) -> dict | None:
+    """A JSON file this script wrote (atomically), or None when it is not there yet."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def save(path: Path, data: dict) -> None:
+    from jessl.files import write_atomic
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1,
+                                                                   default=str) + "\n"))
 
 
 def calibrate(name: str, calib_file: Path, out: Path, batch_size: int, fields: dict,
@@ -164,15 +185,27 @@ def main(argv=None) -> int:
             fields["model.projector"] = "128-64"
             if "method.num_prototypes" in fields:
                 fields["method.num_prototypes"] = 256
-        step_s = calibrate(name, calib_file, out, b, fields, args.set)
-        epochs = epochs_for(args.minutes * 60, step_s, steps_per_epoch)
-        print(f"{name}: {step_s:.3f} s/step -> {epochs} epochs of {steps_per_epoch} steps")
         run_dir = out / name
+        done = saved(run_dir / "row.json")  # finished in an earlier session: read back
+        if done is not None:
+            rows[name] = done
+            baseline = baseline or saved(out / "random_init" / "row.json") or {}
+            print(f"{name}: done before ({run_dir / 'row.json'})")
+            continue
+        # the plan is fixed once: a run resumed in a later session keeps its epoch count
+        plan = saved(run_dir / "plan.json")
+        if plan is None:
+            step_s = calibrate(name, calib_file, out, b, fields, args.set)
+            plan = {"step_s": step_s,
+                    "epochs": epochs_for(args.minutes * 60, step_s, steps_per_epoch)}
+            save(run_dir / "plan.json", plan)
+        step_s, epochs = plan["step_s"], plan["epochs"]
+        print(f"{name}: {step_s:.3f} s/step -> {epochs} epochs of {steps_per_epoch} steps")
         start = time.perf_counter()
         metrics, cfg = run({"method.name": name, **fields, "data.train": train_file,
-                                  "data.val": val_file, "data.batch_size": b,
-                                  "train.epochs": epochs, "train.out": run_dir,
-                                  "eval.baseline": i == 0}, args.set)
+                            "data.val": val_file, "data.batch_size": b,
+                            "train.epochs": epochs, "train.out": run_dir,
+                            "eval.baseline": i == 0}, args.set, resume=True)
         from jessl.eval.models import from_checkpoint
         model = from_checkpoint(run_dir, say=lambda *a: None)
         metrics.update(linear_top1=linear_probe_top1(model, train_file, val_file,
@@ -181,9 +214,12 @@ def main(argv=None) -> int:
                        settings=settings_text(cfg), sources=cfg.sources,
                        minutes_total=(time.perf_counter() - start) / 60)
         rows[name] = metrics
+        save(run_dir / "row.json", metrics)
         if not baseline:
-            baseline = random_init_row(model, train_file, val_file, out / "random_init",
-                                       metrics.get("knn_top1_random_init"))
+            baseline = saved(out / "random_init" / "row.json") or random_init_row(
+                model, train_file, val_file, out / "random_init",
+                metrics.get("knn_top1_random_init"))
+            save(out / "random_init" / "row.json", baseline)
         (out / "method_table.json").write_text(json.dumps(
             {"minutes": args.minutes, "images": args.images, "batch_size": b,
              "recipes": args.recipes, "overrides": args.set, "random_init": baseline,

@@ -58,3 +58,30 @@ def test_training_time_and_table(bench, tmp_path):
     assert rows[2] == "| simclr | lars | 14.6 | 60.0% | 65.0% | 90.0 | nan |"
     assert rows[3] == "| (random init) | | | 38.5% | 40.0% | | 50.0 |"
     assert not math.isnan(float(rows[2].split("|")[4].strip(" %")))
+
+
+def test_a_table_spread_over_sessions_reads_finished_methods_back(bench, tmp_path, monkeypatch,
+                                                                   capsys):
+    # simclr finished in an earlier session; byol was calibrated there (its plan is fixed)
+    row = {"settings": "lars", "train_minutes": 15.0, "knn_top1": 55.0, "linear_top1": 60.0,
+           "rankme": 40.0, "rankme_features": 50.0}
+    bench.save(tmp_path / "simclr" / "row.json", row)
+    bench.save(tmp_path / "random_init" / "row.json",
+               {"knn_top1": 30.0, "linear_top1": 35.0, "rankme_features": 20.0})
+    bench.save(tmp_path / "byol" / "plan.json", {"step_s": 2.0, "epochs": 3})
+    monkeypatch.setattr(bench, "cifar10_files", lambda *a: ("train.jessl", "val.jessl"))
+    monkeypatch.setattr(bench, "subset_file", lambda *a: "calib.jessl")
+    calls = []
+
+    def no_calibration(*a, **k):
+        raise AssertionError("calibrated again")
+
+    def stop_at_training(fields, overrides=(), resume=False):
+        calls.append((fields["method.name"], fields["train.epochs"], resume))
+        raise KeyboardInterrupt  # the session ends here
+    monkeypatch.setattr(bench, "calibrate", no_calibration)
+    monkeypatch.setattr(bench, "run", stop_at_training)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--methods", "simclr,byol", "--out", str(tmp_path)])
+    assert "simclr: done before" in capsys.readouterr().out
+    assert calls == [("byol", 3, True)]  # the saved plan's epochs, resuming its folder
