@@ -40,8 +40,9 @@ def sources_hash(pipeline: tuple[OpSpec, ...] = PIPELINE) -> str:
                    | {"jessl.data.ops.philox", "jessl.data.ops.spec"})
     digest = hashlib.sha256()
     for name in names:
-        digest.update(name.encode() + b"\0" + Path(importlib.import_module(name).__file__)
-                      .read_bytes())
+        text = Path(importlib.import_module(name).__file__).read_bytes()
+        # line endings normalised: a checkout that converts them (git autocrlf) hashes the same
+        digest.update(name.encode() + b"\0" + text.replace(b"\r\n", b"\n"))
     return digest.hexdigest()
 
 

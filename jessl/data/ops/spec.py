@@ -38,7 +38,7 @@ PHOTOMETRIC = "photometric"  # Field.scaled: multiplied only in View.scaled(scal
 def columns(*names: str):
     """A namedtuple of column indices 0..n-1 by name: `CFG = columns("p")` -> CFG.p == 0.
     numba reads a global namedtuple's fields as constants, so kernels index by name for free."""
-    return namedtuple("Columns", names)(*range(len(names))) if names else ()
+    return namedtuple("Columns", names)(*range(len(names)))
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,9 @@ class OpSpec:
     sampling: str  # one line: how the parameters are drawn
     recipe: Callable[[Any], tuple[float, ...]] | None = None  # view -> CFG values
     sample: Callable | None = None  # numba kernel (u, k, height, width, cfg, ints, floats) -> k
-    cfg: tuple = ()  # the CFG namedtuple (`columns(...)`)
-    ints: tuple = ()  # the INTS namedtuple: int64 parameters drawn per view
-    floats: tuple = ()  # the FLOATS namedtuple: float64 parameters drawn per view
+    cfg: tuple = columns()  # the CFG namedtuple (`columns(...)`)
+    ints: tuple = columns()  # the INTS namedtuple: int64 parameters drawn per view
+    floats: tuple = columns()  # the FLOATS namedtuple: float64 parameters drawn per view
     uniforms: int = 0  # most uniforms one view's draw takes
     render: Callable | None = None  # (stage, params, view) -> None, in place
     kernels: Callable[[Any], tuple] = lambda view: ()  # the numba kernels render calls for view
