@@ -116,8 +116,8 @@ def main(argv=None) -> int:
     print(f"{args.data}: {images} images, views {args.views}, batch {args.batch_size}; "
           f"median of {args.repeats} epochs, CPU microseconds per image (share of the stages' sum)")
     for s in STAGES:
-        print(f"  {s:<10} {1e6 * t[s] / images:8.1f} us  {100 * t[s] / total:5.1f}%")
-    print(f"  {'sum':<10} {1e6 * total / images:8.1f} us  = {images / total:,.0f} images/s "
+        print(f"  {s:<14} {1e6 * t[s] / images:8.1f} us  {100 * t[s] / total:5.1f}%")
+    print(f"  {'sum':<14} {1e6 * total / images:8.1f} us  = {images / total:,.0f} images/s "
           f"in one thread")
     print(f"  loader, 1 thread: {1e6 * loader_one / images:8.1f} CPU us/image; beyond the "
           f"stages' sum: {1e6 * (loader_one - total) / images:+.1f} us/image (threads, futures, "
