@@ -53,6 +53,7 @@ class DataConfig:
     train: str = ""  # dataset file (jessl convert) the network is pretrained on
     val: str = ""  # dataset file for the per-epoch probe accuracy and the final kNN; "" = none
     views: str = ""  # view preset (jessl.data.views.PRESETS); "" = the method's own, + "_cifar" for images <= 64 px
+    view_set: str = ""  # fields of the preset's views to change, "V.FIELD=VALUE;..." with V a view index or all, pairs as a:b (e.g. "2.scale=0.02:0.08"): one augmentation knob varied without a new preset; "" = the preset as it is
     local_views: int | None = None  # multi-crop (SwAV, Caron et al. 2020, section 3.2): the 2 global views + this many local ones of the multicrop preset, from one decode; None = the method's preset as it is (multicrop: 6 local, SwAV section 4's 2x224 + 6x96; two-view presets: 0). Methods with multicrop = True or a multi-crop preset take it
     batch_size: int = 256  # images per optimizer step over all processes (global batch), SimCLR/BYOL/VICReg use 4096 on TPUs; 256 is the Cookbook's single-node default
     threads: int = 0  # loader threads per process; 0 = every core this process may use
@@ -573,6 +574,8 @@ class RunConfig:
         """view_list(), or ConfigError for local views the preset cannot give."""
         try:
             return self.view_list()
+        except ConfigError:
+            raise
         except ValueError as err:
             raise ConfigError(f"data.local_views: {err}") from None
 
@@ -590,13 +593,17 @@ class RunConfig:
 
     def view_list(self) -> list:
         """The views the loader draws: the preset's, with data.local_views local views when the
-        method takes multi-crop and the count is set (`jessl.data.views.with_local_views`)."""
-        from jessl.data.views import resolve_views, with_local_views
+        method takes multi-crop and the count is set (`jessl.data.views.with_local_views`), then
+        data.view_set's fields (`jessl.data.views.set_fields`)."""
+        from jessl.data.views import resolve_views, set_fields, with_local_views
         from jessl.methods.base import takes_local_views
         views = resolve_views(self.views_preset())
-        if self.data.local_views is None or not takes_local_views(_methods()[self.method.name]):
-            return views
-        return with_local_views(views, self.data.local_views, self.views_preset())
+        if self.data.local_views is not None and takes_local_views(_methods()[self.method.name]):
+            views = with_local_views(views, self.data.local_views, self.views_preset())
+        try:
+            return set_fields(views, self.data.view_set)
+        except ValueError as err:
+            raise ConfigError(f"data.view_set: {err}") from None
 
 
 USER = "set"  # sources[key] of a value from a file, an override or set()

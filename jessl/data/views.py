@@ -31,6 +31,7 @@ CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # RGB on [0, 1], CIFAR-10 train set (solo
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 MAGNITUDE_SCALES = (JITTER, PHOTOMETRIC)  # what View.scaled multiplies (module docstring)
 FIELDS = tuple(f for spec in PIPELINE for f in spec.fields)  # every op's, in pipeline order
+FIELD_BY_NAME = {f.name: f for f in FIELDS}
 
 
 class ViewRules:
@@ -177,6 +178,59 @@ def with_local_views(views: list[View], n_local: int, name: str = "") -> list[Vi
         raise ValueError(f"view preset {name or 'given'} has no local view to repeat; multi-crop "
                          f"needs a multicrop preset (multicrop, swav and their _cifar variants)")
     return views[:2] + views[2:3] * n_local
+
+
+def parse_field(name: str, text: str):
+    """A View field's value from text, by the type of its default: "a:b" for a pair (scale,
+    ratio, blur_sigma, mean/std as "a:b:c", size as "h:w"), "none" for an unset optional."""
+    field_ = FIELD_BY_NAME.get(name)
+    if field_ is None:
+        raise ValueError(f"no view field {name!r}; fields: {', '.join(FIELD_BY_NAME)}")
+    text = text.strip()
+    if text.lower() == "none":
+        return None
+    if isinstance(field_.default, str):
+        return text
+    parts = text.split(":")
+    try:
+        numbers = tuple(int(p) if p.strip().lstrip("-").isdigit() else float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not a number or numbers a:b") from None
+    pair = isinstance(field_.default, tuple)
+    if pair and len(numbers) != len(field_.default):
+        raise ValueError(f"{name} takes {len(field_.default)} numbers "
+                         f"{':'.join('abc'[:len(field_.default)])}, got {text!r}")
+    if not pair and len(numbers) > (2 if name == "size" else 1):
+        raise ValueError(f"{name} takes one number{' or h:w' if name == 'size' else ''}, "
+                         f"got {text!r}")
+    return numbers if pair or len(numbers) > 1 else numbers[0]
+
+
+def set_fields(views: list[View], spec: str) -> list[View]:
+    """The views with some fields set by `spec`, `data.view_set`'s syntax: "V.FIELD=VALUE"
+    assignments separated by ";", V a view's index from 0 or "all" (`2.scale=0.02:0.08;
+    all.grey_p=0.5`). One knob of a preset varied from the config, as a study's grid does,
+    without a preset per value. ValueError naming the assignment that cannot apply."""
+    views = list(views)
+    for item in filter(None, (part.strip() for part in spec.split(";"))):
+        target, sep, value = item.partition("=")
+        index, dot, name = target.strip().partition(".")
+        if not sep or not dot:
+            raise ValueError(f"{item!r}: write VIEW.FIELD=VALUE, VIEW a view index or 'all'")
+        if index == "all":
+            chosen = range(len(views))
+        elif index.isdigit() and int(index) < len(views):
+            chosen = [int(index)]
+        else:
+            raise ValueError(f"{item!r}: view {index!r} is not one of 0..{len(views) - 1} or "
+                             f"'all' ({len(views)} views)")
+        try:
+            parsed = parse_field(name, value)
+            for i in chosen:
+                views[i] = replace(views[i], **{name: parsed})
+        except ValueError as err:
+            raise ValueError(f"{item!r}: {err}") from None
+    return views
 
 
 def resolve_views(views) -> list[View]:
