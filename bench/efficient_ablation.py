@@ -269,7 +269,8 @@ def main(argv=None) -> int:
                 (out / "ablation.json").write_text(json.dumps(
                     {"args": vars(args), "runs": {f"{m}/{n}": r for (m, n), r in cells.items()}},
                     indent=1) + "\n")
-    text = ("## Ours (CIFAR-10, small_cnn)\n\n" + table(cells, methods) +
+    text = (f"## Ours (CIFAR-10, {args.images:,} training images, small_cnn)\n\n"
+            + table(cells, methods) +
             "\n\n## The paper's Table 3 (SimSiam, ResNet-50, Imagenette)\n\n" + paper_table() + "\n")
     (out / "table3.md").write_text(text)
     print(text)
