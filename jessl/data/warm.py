@@ -39,11 +39,17 @@ _PENDING: list[subprocess.Popen] = []
 
 
 def cached(kernel) -> bool:
-    """Whether numba's on-disk cache has an index for `kernel` (numba's own file name, so the
-    check stays in step with the folder numba chose: __pycache__, NUMBA_CACHE_DIR ...)."""
-    cache = getattr(kernel, "_cache", None)
-    index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
-    return index is None or os.path.exists(index)  # not a cached dispatcher: nothing to warm
+    """Whether numba's on-disk cache holds a current entry for `kernel`: an index whose source
+    stamp matches the sources now (numba's own file and check, so it stays in step with the
+    folder numba chose: __pycache__, NUMBA_CACHE_DIR ...; a stale index after an edit or an
+    upgrade counts as missing)."""
+    cache_file = getattr(getattr(kernel, "_cache", None), "_cache_file", None)
+    if cache_file is None:
+        return True  # not a cached dispatcher: nothing to warm
+    try:
+        return bool(cache_file._load_index())
+    except Exception:  # an unreadable index: numba will recompile, so warm it
+        return False
 
 
 def pass_kernels(views: list[View], output: str) -> list:

@@ -15,16 +15,20 @@ is then loaded from numba's on-disk cache in milliseconds. The cache sits next t
 environment or an editable install; for a read-only install it goes to the user's cache folder,
 `~/.cache/jessl/numba`, not to a temporary one; a NUMBA_CACHE_DIR set by the user always wins.
 (numba has one cache folder setting per process, so in that read-only case other packages'
-cached numba functions land there too, each under its own source path.)
+cached numba functions land there too, each under its own source path.) A cached kernel is
+valid only for the exact sources of jessl/data (`_TreeStamp`), not just of its own file.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import sys
 from pathlib import Path
 
 import numba
+import numba.core.caching
 from numba.core import event
 
 from jessl.runtime import jit_choice
@@ -83,6 +87,57 @@ class CompileNotice(event.Listener):
         pass
 
 
+KERNEL_SOURCES = PACKAGE / "data"  # every file a kernel or one of its callees can live in
+
+
+def sources_hash(root: Path | None = None) -> bytes:
+    """sha256 of every .py file under `root` (default KERNEL_SOURCES; names and bytes, in
+    sorted order), computed once per process and folder."""
+    return _hash_tree(Path(root or KERNEL_SOURCES))
+
+
+@functools.lru_cache(maxsize=None)
+def _hash_tree(root: Path) -> bytes:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.digest()
+
+
+class _TreeStamp:
+    """A numba cache locator mixin for jessl's kernels: the source stamp that decides whether a
+    cached kernel is still valid is its own file's stamp (numba's) *and* a hash of every file
+    under jessl/data. numba checks only the caller's file, and a kernel's compiled code includes
+    its callees from other files (render.py's passes call crop.py's and normalize.py's kernels):
+    without this, editing a callee alone would leave the caller's stale machine code in use.
+    Any edit under jessl/data recompiles the kernels once (seconds); nothing else changes."""
+
+    def get_source_stamp(self):
+        return super().get_source_stamp(), sources_hash()
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if not Path(py_file).resolve().is_relative_to(Path(KERNEL_SOURCES).resolve()):
+            return None  # not a jessl kernel: numba's own locators decide
+        return super().from_function(py_func, py_file)
+
+
+def install_tree_stamp(caching=numba.core.caching) -> list[type]:
+    """Put the tree-stamped locators first in numba's list (once per process); the names
+    changed across numba versions (0.59: _UserProvidedCacheLocator, _CacheImpl). Returns the
+    jessl locator classes in place."""
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
+    installed = [c for c in impl._locator_classes if issubclass(c, _TreeStamp)]
+    if installed:
+        return installed
+    bases = [getattr(caching, name, None) or getattr(caching, "_" + name)
+             for name in ("UserProvidedCacheLocator", "InTreeCacheLocator")]
+    ours = [type("Tree" + base.__name__.lstrip("_"), (_TreeStamp, base), {}) for base in bases]
+    impl._locator_classes = ours + list(impl._locator_classes)
+    return ours
+
+
 _ENABLED = jit_enabled()  # read once, when the kernels are built: their modules decorate them
 NOTICE = CompileNotice()
 if _ENABLED:
@@ -90,6 +145,7 @@ if _ENABLED:
     if _override is not None:  # before any kernel is decorated: numba picks its folder then
         numba.config.CACHE_DIR = str(_override)
     event.register("numba:compile", NOTICE)
+    install_tree_stamp()
 
 
 def jit(fn):

@@ -59,3 +59,63 @@ def test_no_notice_when_nothing_compiles():
     with event.install_listener("numba:compile", _jit.CompileNotice(stream)):
         kernel(5)
     assert stream.getvalue() == ""
+
+
+def test_sources_hash_changes_with_any_file_under_the_tree(tmp_path):
+    (tmp_path / "ops").mkdir()
+    (tmp_path / "caller.py").write_text("x = 1\n")
+    (tmp_path / "ops" / "callee.py").write_text("y = 1\n")
+    before = _jit._hash_tree(tmp_path)
+    _jit._hash_tree.cache_clear()
+    (tmp_path / "ops" / "callee.py").write_text("y = 2\n")
+    assert _jit._hash_tree(tmp_path) != before
+    _jit._hash_tree.cache_clear()
+
+
+def test_jessl_kernels_are_tree_stamped_others_are_not():
+    from jessl.data.render import crop_chunk_kernel  # calls crop.py's kernels from render.py
+    locator = crop_chunk_kernel._cache._impl.locator
+    assert isinstance(locator, _jit._TreeStamp)
+    assert locator.get_source_stamp()[1] == _jit.sources_hash()
+
+    def elsewhere(x):
+        return x
+    plain = numba.njit(cache=True)(elsewhere)  # this test file is not under jessl/data
+    assert not isinstance(plain._cache._impl.locator, _jit._TreeStamp)
+
+
+CALLER = """
+import numba
+from callee import bump
+
+@numba.njit(cache=True)
+def caller(x):
+    return bump(x)
+"""
+
+
+def test_editing_only_a_callee_recompiles_its_caller(tmp_path):
+    """numba keys a cached kernel on its own file; the caller's machine code includes the
+    callee, so without the tree stamp the second run would print the stale 2."""
+    import subprocess
+    import sys
+    pkg = tmp_path / "kernels"
+    pkg.mkdir()
+    (pkg / "caller.py").write_text(CALLER)
+    script = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+              "from jessl.data.ops import _jit\n"
+              "_jit.KERNEL_SOURCES = sys.argv[1]\n"
+              "from caller import caller; print(caller(1))\n")
+    env = {**__import__("os").environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+
+    def run():
+        return subprocess.run([sys.executable, "-c", script, str(pkg)], env=env,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    (pkg / "callee.py").write_text("import numba\n\n@numba.njit(cache=True)\n"
+                                   "def bump(x):\n    return x + 1\n")
+    assert run() == "2"
+    assert list((tmp_path / "cache").rglob("caller.caller-*.nbi"))  # it was cached
+    (pkg / "callee.py").write_text("import numba\n\n@numba.njit(cache=True)\n"
+                                   "def bump(x):\n    return x + 2\n")
+    assert run() == "3"
