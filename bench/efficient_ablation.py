@@ -69,7 +69,7 @@ def overrides(method: str, f1clr: bool, spl: bool, ha: bool, args) -> dict:
          # the recipe's SPL is part of it: the baseline runs at full size all along
          "progressive.min_size": args.spl_min_size if spl else 0,
          "hard_augment.enabled": ha, "hard_augment.candidates": args.candidates,
-         "hard_augment.size": args.ha_size,
+         "hard_augment.size": args.ha_size, "hard_augment.skip_small": args.ha_skip_small,
          "eval.knn_every": args.knn_every, "eval.baseline": False,
          "train.progress": False, "train.keep_checkpoints": 1}
     if f1clr:
@@ -147,7 +147,9 @@ def predict_flops(method: str, args) -> dict:
         sizes = (progressive_schedule(c.train.epochs, 32, c.progressive.min_size,
                                       c.optim.warmup_epochs, c.progressive.step)[0]
                  if spl else [32] * c.train.epochs)
-        out[name] = sum(steps * step(size, ha) for size in sizes)
+        out[name] = sum(steps * step(size, ha and not (args.ha_skip_small and
+                                                       size <= args.ha_size))
+                        for size in sizes)
     return out
 
 
@@ -224,6 +226,8 @@ def main(argv=None) -> int:
     p.add_argument("--spl-min-size", type=int, default=16, help="SPL's smallest view, px")
     p.add_argument("--candidates", type=int, default=4, help="Hard Augment's m")
     p.add_argument("--ha-size", type=int, default=16, help="Hard Augment's selection px")
+    p.add_argument("--ha-skip-small", action="store_true",
+                   help="no mining in SPL's epochs of views <= --ha-size px")
     p.add_argument("--knn-every", type=int, default=0,
                    help="kNN every N epochs too (for `jessl curve --reach`); 0 = at the end")
     p.add_argument("--images", type=int, default=50000, help="CIFAR-10 train images used")

@@ -373,6 +373,7 @@ class HardAugmentConfig:
     size: int = 16  # px, r_sel: selection-pass resolution (shorter side); the paper's 64 at 224 px. 16 at 32 px: small_cnn's and a CIFAR-stem ResNet's last map is then 2x2, as ResNet-50's at 64 px (docs/benchmarks.md, "Hard Augment: choices")
     bn: str = "batch"  # batch-norm in the selection pass: batch (the selection batch's statistics) | eval (running statistics); never updates the running statistics (docs/benchmarks.md)
     scorer: str = "student"  # network that scores pairs for EMA-teacher methods: student (the paper's f) | teacher (docs/benchmarks.md)
+    skip_small: bool = False  # in epochs whose views are no larger than `size` (Super Progressive Learning's small stages, where the selection cannot downsample and costs 4/6 of a step), train on the first candidate pair unmined; the paper mines in every epoch
 
     @property
     def active(self) -> bool:

@@ -126,12 +126,13 @@ class HardAugment:
     returns the views the method trains on (the pair, then the others)."""
 
     def __init__(self, candidates: int = 4, size: int = 16, bn: str = "batch",
-                 scorer: str = "student", symmetric: bool = True):
+                 scorer: str = "student", symmetric: bool = True, skip_small: bool = False):
         if scorer not in SCORERS:
             raise ValueError(f"scorer must be one of {SCORERS}, got {scorer!r}")
         if bn not in BN_MODES:
             raise ValueError(f"bn must be one of {BN_MODES}, got {bn!r}")
         self.m, self.size, self.bn, self.scorer = candidates, size, bn, scorer
+        self.skip_small = skip_small
         self.first, self.second = eligible_pairs(candidates, symmetric)
         self.reset_stats()
 
@@ -148,6 +149,15 @@ class HardAugment:
         with selection_mode(network, self.bn):
             z = method.embed(small, teacher=network is not method)
         return z.reshape(self.m, len(candidates[0]), -1)
+
+    def mines(self, view_size: int) -> bool:
+        """Whether epochs of `view_size` px views mine (with `skip_small`: only above `size`)."""
+        return not (self.skip_small and view_size <= self.size)
+
+    def unmined(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The first candidate pair + others: what the method trains on where nothing is mined
+        (candidates 0 and 1 are one draw of the recipe's own pair, in its order)."""
+        return [views[0], views[1], *views[self.m:]]
 
     def select(self, method: nn.Module, views: list[torch.Tensor],
                meter: FlopMeter | None = None) -> list[torch.Tensor]:
@@ -191,5 +201,6 @@ def from_config(h, views: list[View]) -> tuple[HardAugment | None, list[View]]:
     run's view recipe."""
     if not h.active:
         return None, list(views)
-    hard = HardAugment(h.candidates, h.size, h.bn, h.scorer, symmetric=views[0] == views[1])
+    hard = HardAugment(h.candidates, h.size, h.bn, h.scorer, symmetric=views[0] == views[1],
+                       skip_small=h.skip_small)
     return hard, candidate_views(views, h.candidates)

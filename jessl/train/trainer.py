@@ -77,7 +77,8 @@ def train(cfg: RunConfig) -> dict:
         f"{steps_per_epoch} steps/epoch x {t.epochs} epochs")
     if hard is not None:
         say(f"hard augment: hardest of {len(hard.first)} pairs of {hard.m} candidates per "
-            f"image, selection at {hard.size} px (bn {hard.bn}, scorer {hard.scorer})")
+            f"image, selection at {hard.size} px (bn {hard.bn}, scorer {hard.scorer})"
+            + (f", not in epochs of views <= {hard.size} px" if hard.skip_small else ""))
 
     # --- model: backbone + method (projector, predictor, EMA teacher, loss) --------------------
     from jessl.methods import build_method
@@ -192,9 +193,11 @@ def train(cfg: RunConfig) -> dict:
                             momentum=schedule["momentum"][step],
                             weight_decay=schedule["weight_decay"][step])
             views_in = [v.to(device, non_blocking=True) for v in batch.views]  # no-op on the CPU
-            if hard is not None:  # m candidates -> the hardest pair (+ any local crops)
+            if hard is not None and hard.mines(sizes[epoch]):  # m candidates -> hardest pair
                 with autocast:
                     views_in = hard.select(method, views_in, meter)
+            elif hard is not None:  # skip_small: an epoch too small to mine
+                views_in = hard.unmined(views_in)
             key = shape_key(views_in)
             with meter.measure("forward", key), autocast:
                 out = model(views_in)
@@ -256,7 +259,8 @@ def train(cfg: RunConfig) -> dict:
                   "data_wait": wait / max(seconds, 1e-9), "view_size": sizes[epoch],
                   "magnitude": magnitudes[epoch], "flops": meter.total, "wall_s": wall_s,
                   **probe_logs}
-        if hard is not None:  # the selection's share, measured, beside eq. 11's prediction
+        if hard is not None and hard.mines(sizes[epoch]):  # the selection's share, measured,
+            # beside eq. 11's prediction
             record.update(hard.summary(meter.total - epoch_flops - hard.stats["flops"], busy,
                                        sizes[epoch]))
         if is_main and probe is not None and cfg.data.val:

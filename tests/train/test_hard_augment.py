@@ -183,3 +183,38 @@ def test_bad_hard_augment_settings_fail_early(tiny_files, tmp_path):
             continue
         with pytest.raises(ConfigError, match=match):
             check_inputs(cfg.validate())
+
+
+def test_skip_small_mines_only_above_the_selection_size(tiny_files, tmp_path, monkeypatch):
+    """SPL's small stages with skip_small: the method gets candidates 0 and 1, no selection
+    runs and no overhead is logged; the full-size epochs mine as before."""
+    hard = HardAugment(3, 16, skip_small=True)
+    assert not hard.mines(16) and hard.mines(24) and HardAugment(3, 16).mines(16)
+    views = _candidates(3, b=4, size=16) + [torch.zeros(4, 3, 8, 8)]
+    unmined = hard.unmined(views)
+    assert len(unmined) == 3 and unmined[0] is views[0] and unmined[1] is views[1] \
+        and unmined[2] is views[3]
+
+    from jessl.train.hard_augment import HardAugment as HA
+    calls = []
+    select = HA.select
+
+    def spy(self, method, views, meter=None):
+        calls.append(views[0].shape[-1])
+        return select(self, method, views, meter)
+
+    monkeypatch.setattr(HA, "select", spy)
+    train_file, val_file = tiny_files
+    out = tmp_path / "skip"
+    # 3 epochs: 32 px warm-up, then SPL's 16 px and 32 px stages
+    train(load_config(None, tiny_overrides(train_file, val_file, out, {
+        "train.epochs": 3, "eval.knn": False, "progressive.min_size": 16,
+        "progressive.step": 16, "hard_augment.enabled": True, "hard_augment.candidates": 3,
+        "hard_augment.size": 16, "hard_augment.skip_small": True})))
+    epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in epochs if r["kind"] == "epoch"]
+    sizes = [r["view_size"] for r in epochs]
+    assert 16 in sizes and 32 in sizes
+    for r in epochs:
+        assert ("hard_augment/overhead_flops" in r) == (r["view_size"] > 16)
+    assert set(calls) == {32}  # the selection never ran on 16 px candidates
