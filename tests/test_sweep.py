@@ -15,7 +15,7 @@ import yaml
 
 from jessl.studies.grid import expand_grid, parse_grid_arg, run_name, seed_list
 from jessl.studies.study import Study, load_study
-from jessl.studies.local import threads_per_run
+from jessl.studies.local import gpu_for_slot, threads_per_run, visible_gpus
 from jessl.studies.sweep import MANIFEST, SweepError, read_manifest, run_sweep
 from tests.train.conftest import colour_images, write_file
 from tests.train.test_submit import wait_for
@@ -221,6 +221,53 @@ def test_parallel_local_runs_split_the_cores(tiny, tmp_path, child_env):
     starts = sorted(p["attempts"][0]["started"] for p in manifest["points"])
     ends = sorted(p["attempts"][0]["ended"] for p in manifest["points"])
     assert starts[1] <= ends[0], "the second run started before the first ended"
+
+
+# a stand-in for `jessl train`: records the GPU it was given, overlaps with the others, and
+# finishes the run (results.json) so the sweep counts it done
+_GPU_CHILD = """
+import os, sys, time, pathlib
+run = pathlib.Path(sys.argv[sys.argv.index('--config') + 1]).parent
+(run / 'gpu.txt').write_text(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'))
+time.sleep(0.6)
+(run / 'results.json').write_text('{}')
+"""
+
+
+def test_visible_gpus_and_slots(monkeypatch):
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "3, 5"}) == ["3", "5"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2,-1,7"}) == ["2"]  # CUDA stops at -1
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    import torch
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert visible_gpus({}) == ["0", "1", "2"]
+    assert [gpu_for_slot(["0", "1"], k) for k in range(3)] == ["0", "1", "0"]
+    assert gpu_for_slot([], 0) is None
+
+
+@pytest.mark.parametrize("parallel, visible, expect", [
+    (2, "3,5", [{"3", "5"}, {"3", "5"}, {"3", "5"}]),   # each run its own GPU
+    (3, "4", [{"4"}] * 3),                              # more runs than GPUs: they share
+    (1, "3,5", [{"3,5"}] * 3),                          # one at a time: the user's setting
+])
+def test_parallel_local_runs_get_their_own_gpu(tiny, tmp_path, monkeypatch, parallel, visible,
+                                               expect):
+    """N runs at once on a machine with GPUs: each sees one (CUDA_VISIBLE_DEVICES), dealt by the
+    slot it occupies, so two runs never share a GPU while another GPU idles."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    out = tmp_path / "sweep"
+    manifest = run_sweep(Study(config=tiny, grid=[("train.seed", [0, 1, 2])]), out,
+                         parallel=parallel, cores=2, say=lambda *a: None,
+                         command=[sys.executable, "-c", _GPU_CHILD])
+    seen = []
+    for point, allowed in zip(manifest["points"], expect):
+        assert point["status"] == "done"
+        gpu = (out / point["name"] / "gpu.txt").read_text()
+        assert gpu in allowed, point["name"]
+        assert point["attempts"][-1].get("gpu", visible) == gpu
+        seen.append(gpu)
+    if parallel == 2:  # the first two started together, on different GPUs
+        assert seen[0] != seen[1]
 
 
 def _pause_one_point():

@@ -44,8 +44,9 @@ def sweep_parser() -> argparse.ArgumentParser:
                    help="every point with train.seed 0..N-1 (the fastest-varying key)")
     p.add_argument("--out", required=True, metavar="DIR", help="the sweep folder")
     p.add_argument("--parallel", type=int, default=1, metavar="N",
-                   help="runs at once: N local processes with cores // N threads each, or, "
-                   "with --slurm, the array's task limit (default 1)")
+                   help="runs at once: N local processes with cores // N threads each (and one "
+                   "visible GPU each, dealt round-robin, where there are GPUs), or, with "
+                   "--slurm, the array's task limit (default 1)")
     p.add_argument("--cores", type=int, default=None, metavar="N",
                    help="cores the local runs share (default: those this process may use)")
     p.add_argument("--resume", choices=("auto",), default=None,

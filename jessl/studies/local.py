@@ -3,6 +3,9 @@
 N processes share the cores: each gets train.threads = data.threads = cores // N (the sweep
 writes them into its config) and OMP/MKL/NUMBA_NUM_THREADS to match here, since a run left to
 its defaults takes every core and N of them would oversubscribe the machine N times over.
+With N > 1 on a machine with GPUs, each run sees one GPU (CUDA_VISIBLE_DEVICES), dealt from
+the GPUs this process may use by the slot the run occupies, so N runs on N GPUs each have their
+own, and N runs on fewer GPUs share them evenly instead of all landing on GPU 0.
 A child dies with the sweep (Linux PR_SET_PDEATHSIG), so a killed sweep leaves no run training
 in the background to race with the restarted one.
 """
@@ -31,6 +34,29 @@ def threads_per_run(parallel: int, cores: int | None = None) -> int:
     return max(1, (cores or default_threads()) // parallel)
 
 
+def visible_gpus(env: dict) -> list[str]:
+    """The GPUs the runs may use: CUDA_VISIBLE_DEVICES's entries when it is set (CUDA ignores
+    everything from the first invalid entry on, e.g. -1), else torch's count of this machine's."""
+    listed = env.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        gpus = []
+        for entry in (e.strip() for e in listed.split(",")):
+            if not entry or entry.startswith("-"):
+                break
+            gpus.append(entry)
+        return gpus
+    try:
+        import torch
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # a broken CUDA install must not stop a sweep that can run on the CPU
+        return []
+
+
+def gpu_for_slot(gpus: list[str], slot: int) -> str | None:
+    """Slot k (0 .. parallel-1) of the running runs takes GPU k mod len(gpus); None: no GPU."""
+    return gpus[slot % len(gpus)] if gpus else None
+
+
 def run_local(out: Path, manifest: dict, parallel: int = 1, threads: int = 0,
               command=TRAIN_COMMAND, say=print) -> int:
     """Run the points still to run, `parallel` at a time, each as `command --config
@@ -41,28 +67,35 @@ def run_local(out: Path, manifest: dict, parallel: int = 1, threads: int = 0,
     if threads:  # the interop and BLAS pools too, not only the ones the config sets
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
             env[var] = str(threads)
+    # one run alone keeps what the user set; N at once are dealt the GPUs, one each
+    gpus = visible_gpus(env) if parallel > 1 and todo else []
+    free_slots = list(range(parallel))
     running: dict[str, tuple] = {}
     failed = 0
     try:
         while todo or running:
             while todo and len(running) < parallel:
-                entry = todo.pop(0)
-                running[entry["name"]] = (_start(out, entry, command, env), entry)
+                entry, slot = todo.pop(0), free_slots.pop(0)
+                gpu = gpu_for_slot(gpus, slot)
+                run_env = env if gpu is None else {**env, "CUDA_VISIBLE_DEVICES": gpu}
+                running[entry["name"]] = (_start(out, entry, command, run_env, gpu), entry, slot)
                 write_manifest(out, manifest)
-                say(f"sweep: started {entry['name']} ({_attempt_text(entry)})")
+                say(f"sweep: started {entry['name']} ({_attempt_text(entry)}"
+                    + (f", GPU {gpu})" if gpu is not None else ")"))
             time.sleep(0.2)
-            for name, (proc, entry) in list(running.items()):
+            for name, (proc, entry, slot) in list(running.items()):
                 if proc.poll() is None:
                     continue
                 del running[name]
+                free_slots.append(slot)
                 failed += not _finish(out, entry, proc.returncode)
                 write_manifest(out, manifest)
                 say(f"sweep: {name} {entry['status']}"
                     + (f": {entry['error']}" if entry["status"] == "failed" else ""))
     except KeyboardInterrupt:
-        for proc, _ in running.values():  # SIGTERM: the trainer unwinds, temporary files go
+        for proc, _, _ in running.values():  # SIGTERM: the trainer unwinds, temporary files go
             proc.terminate()
-        for proc, entry in running.values():
+        for proc, entry, _ in running.values():
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -75,14 +108,15 @@ def run_local(out: Path, manifest: dict, parallel: int = 1, threads: int = 0,
     return failed
 
 
-def _start(out: Path, entry: dict, command, env) -> subprocess.Popen:
+def _start(out: Path, entry: dict, command, env, gpu: str | None = None) -> subprocess.Popen:
     run_dir = out / entry["name"]
     status = run_status(run_dir)
     from jessl.checkpoint import latest_checkpoint
     ckpt = latest_checkpoint(run_dir)
     entry["attempts"].append({"started": utc_now(),
                               "resumed_from": ckpt.name if ckpt else None,
-                              "returncode": None})
+                              "returncode": None,
+                              **({"gpu": gpu} if gpu is not None else {})})
     entry["status"] = "running"
     entry.pop("error", None)
     log = open(run_dir / "train.log", "a", encoding="utf-8")
