@@ -361,3 +361,28 @@ def test_a_bad_grid_is_one_line_and_writes_nothing(grid, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("jessl sweep: error: ") and "\n" not in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_resubmitted_slurm_sweep_leaves_queued_tasks_alone(tmp_path):
+    """`jessl sweep --slurm` run again while its array is still queued: a point whose last task
+    SLURM still holds (pending, running, requeued) is not submitted a second time; one whose task
+    ended without results (or that SLURM no longer knows) is."""
+    from jessl.studies.slurm import live_task, submit_slurm
+    from jessl.train.submit import SlurmOptions
+    states = {"9_0": "PENDING", "9_1": "RUNNING", "9_2": "FAILED", "9_3": "UNKNOWN"}
+    state_of = lambda job_id, folder: states[job_id]  # noqa: E731 - sacct's answer
+    entry = lambda i, **kw: {"name": f"p{i}", "status": "pending",  # noqa: E731
+                             "attempts": [{"job_id": f"9_{i}", "returncode": None, **kw}]}
+    assert [live_task(entry(i), "f", state_of) for i in range(4)] == ["9_0", "9_1", None, None]
+    assert live_task(entry(0, ended="t"), "f", state_of) is None  # waited for: it has ended
+    assert live_task({"name": "p", "attempts": []}, "f", state_of) is None
+    out = tmp_path / "sweep"
+    out.mkdir()
+    manifest = {"format": "jessl-sweep/1",
+                "points": [entry(0), entry(1), {**entry(4), "status": "done"}]}
+    said = []
+    jobs = submit_slurm(out, manifest, SlurmOptions(), say=said.append, state_of=state_of)
+    assert jobs == []
+    assert [p["status"] for p in manifest["points"]] == ["submitted", "submitted", "done"]
+    assert "p0 still queued or running as job 9_0" in said[0]
+    assert read_manifest(out)["points"][0]["status"] == "submitted"

@@ -1,5 +1,10 @@
 """`jessl sweep --slurm`: the points as one SLURM job array through submitit, one task per
-point (jessl.train.submit.TrainJob, requeued on preemption and time-out)."""
+point (jessl.train.submit.TrainJob, requeued on preemption and time-out).
+
+A sweep submitted without --wait returns at once; running the same command again later (to
+submit what failed or was never submitted) must not submit a second task for a point whose task
+is still queued or running: its last job's state is asked of SLURM (sacct, through submitit)
+first, and only points with no live task are submitted."""
 
 from __future__ import annotations
 
@@ -8,15 +13,47 @@ from pathlib import Path
 from jessl.config import RunConfig
 from jessl.studies.sweep import run_status, utc_now, write_manifest
 
+# SLURM job states in which a task will still run (or is running): its point is not submitted
+# again (sacct's states, https://slurm.schedmd.com/sacct.html#SECTION_JOB-STATE-CODES)
+LIVE_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+                         "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "STAGE_OUT",
+                         "SIGNALING"})
+
+
+def slurm_state(job_id: str, folder: str) -> str:
+    """The job's state as sacct tells it (submitit's watcher); UNKNOWN without sacct or record."""
+    import submitit
+    return submitit.SlurmJob(folder=folder, job_id=job_id).state.split()[0].upper()
+
+
+def live_task(entry: dict, folder: str, state_of=slurm_state) -> str | None:
+    """The job id of the point's last SLURM task if it is still queued or running, else None."""
+    last = (entry.get("attempts") or [{}])[-1]
+    job_id = last.get("job_id")
+    if not job_id or last.get("ended"):
+        return None
+    return job_id if state_of(job_id, folder) in LIVE_STATES else None
+
 
 def submit_slurm(out: Path, manifest: dict, opts, parallel: int = 0, job_class=None,
-                 say=print) -> list:
+                 say=print, state_of=slurm_state) -> list:
     """Submit the points still to run as one job array through submitit, one task per point
     (jessl.train.submit.TrainJob: requeued on preemption and time-out, resuming from its newest
-    checkpoint); at most `parallel` tasks at once when > 0. Returns the submitit jobs."""
+    checkpoint); at most `parallel` tasks at once when > 0. A point whose last task is still
+    queued or running on SLURM is left to it. Returns the submitit jobs."""
     from jessl.train.submit import TrainJob, executor
     job_class = job_class or TrainJob
     todo = [p for p in manifest["points"] if p["status"] not in ("done", "failed")]
+    if opts.cluster in (None, "", "slurm"):  # submitit's local/debug executors have no queue
+        folder = str(opts.folder or out / "slurm")
+        for entry in list(todo):
+            job_id = live_task(entry, folder, state_of)
+            if job_id is not None:
+                todo.remove(entry)
+                entry["status"] = "submitted"
+                say(f"sweep: {entry['name']} still queued or running as job {job_id}: "
+                    f"not submitted again")
+        write_manifest(out, manifest)
     if not todo:
         return []
     ex = executor(opts, str(out))
