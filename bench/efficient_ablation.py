@@ -12,7 +12,7 @@ without evaluation):
 
 Each row gives the kNN top-1 (k=200, CIFAR-10 test; mean and spread over seeds), the
 training cost in petaFLOPs, the training minutes and the speed-ups against the baseline in
-FLOPs and in minutes, with the seed count. Everything else is docs/recipes/cifar10_simclr.yaml
+FLOPs and in minutes, with the seed count. Everything else is docs/recipes/cifar10_simclr_v1.yaml
 (small_cnn, batch 256, LARS, simclr_cifar views), with each method's own loss, views and lr.
 
     python bench/efficient_ablation.py --data-root ../shared/data --out runs/ablation \\
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from methods_no_collapse import subset_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "docs" / "recipes" / "cifar10_simclr.yaml"
+RECIPE = ROOT / "docs" / "recipes" / "cifar10_simclr_v1.yaml"
 PETA = 1e15
 
 # the paper's Table 3 (SimSiam, ResNet-50, Imagenette, kNN): LR schedule, SPL, HA, kNN, speed-up

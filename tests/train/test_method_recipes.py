@@ -11,8 +11,8 @@ from jessl.methods import METHODS
 from jessl.train.command import main as train_main
 from jessl.train.trainer import build_schedules
 
-RECIPE = Path(__file__).parents[2] / "docs" / "recipes" / "cifar10_simclr.yaml"
-# docs/recipes/cifar10_simclr.yaml resolved by the code before recipes existed (commit 5410d2f)
+RECIPE = Path(__file__).parents[2] / "docs" / "recipes" / "cifar10_simclr_v1.yaml"
+# docs/recipes/cifar10_simclr_v1.yaml (then cifar10_simclr.yaml) resolved by the code before recipes existed (commit 5410d2f)
 CIFAR10_SIMCLR_BEFORE = {
     "data": {"train": "cifar10_train.jessl", "val": "cifar10_test.jessl", "views": "",
              "batch_size": 256, "threads": 1, "order": "random", "prefetch": 2},
@@ -23,7 +23,7 @@ CIFAR10_SIMCLR_BEFORE = {
               "warmup_epochs": 1.0, "clip_grad": 0.0},
     "train": {"epochs": 10, "stop_after": 0, "seed": 0, "device": "auto", "precision": "fp32",
               "channels_last": True, "compile": False, "sync_bn": False, "threads": 0,
-              "jit": True, "out": "runs/cifar10_simclr", "checkpoint_every": 1,
+              "jit": True, "out": "runs/cifar10_simclr_v1", "checkpoint_every": 1,
               "keep_checkpoints": 2, "resume": "", "log_every": 10, "progress": True},
     "progressive": {"min_size": 16, "step": 8, "warmup_epochs": -1.0, "min_magnitude": 1.0},
     "probe": {"enabled": True, "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0,
