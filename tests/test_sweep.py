@@ -132,6 +132,27 @@ def test_a_bad_point_or_a_foreign_run_stops_the_sweep_before_any_work(tiny, tmp_
         run_sweep(Study(config=tiny, grid=[("optim.lr", [0.1])]), out, say=lambda *a: None)
 
 
+def test_a_run_saved_before_an_option_existed_still_counts(tiny, tmp_path):
+    """A finished point whose config.yaml predates a config field (saved without it) is the same
+    run at that field's default: the sweep resumes past it. Set away from the default, the
+    field is a real difference and the sweep refuses."""
+    out = tmp_path / "sweep"
+    never = [sys.executable, "-c", "import sys; sys.exit(5)"]  # any training here is a failure
+    study = Study(config=tiny, grid=[("optim.lr", [0.1])])
+    run_sweep(study, out, command=never, say=lambda *a: None)
+    saved = out / "lr=0.1" / "config.yaml"
+    old = yaml.safe_load(saved.read_text())
+    del old["data"]["view_set"], old["hard_augment"]["skip_small"]  # as an older jessl wrote it
+    saved.write_text(yaml.safe_dump(old))
+    (saved.parent / "results.json").write_text("{}")
+    manifest = run_sweep(study, out, resume=True, command=never, say=lambda *a: None)
+    assert manifest["points"][0]["status"] == "done"
+    changed = Study(config={**tiny, "data": {**tiny["data"], "view_set": "all.grey_p=0.5"}},
+                    grid=[("optim.lr", [0.1])])
+    with pytest.raises(SweepError, match=r"another config \(data.view_set differ\)"):
+        run_sweep(changed, out, resume=True, command=never, say=lambda *a: None)
+
+
 # The sweep process of the kill test: its runs pause after their first checkpoint when their
 # folder is named in JESSL_TEST_PAUSE, so the SIGKILL lands at a known point
 PAUSING_TRAIN = """

@@ -72,10 +72,26 @@ def resolve_point(base: dict | None, fixed: list[str], point: Point, out: Path,
 
 
 def same_run(a: dict, b: dict) -> list[str]:
-    """The `section.field`s where two config dicts differ, runtime-only fields left out."""
+    """The `section.field`s where two config dicts differ, runtime-only fields left out. A field
+    one of them lacks counts at its default: a run saved before the field existed ran without
+    it, which is what a new field's default means, so a sweep still resumes after jessl gains an
+    option."""
     keys = sorted({(s, f) for d in (a, b) for s, sec in d.items() for f in (sec or {})})
     return [f"{s}.{f}" for s, f in keys if (s, f) not in RUNTIME_KEYS
-            and (a.get(s) or {}).get(f) != (b.get(s) or {}).get(f)]
+            and _value(a, s, f) != _value(b, s, f)]
+
+
+_ABSENT = object()
+
+
+def _value(config: dict, section: str, field: str):
+    """config[section][field], or the field's default where the dict lacks it."""
+    values = config.get(section) or {}
+    if field in values:
+        return values[field]
+    from jessl.config import SECTIONS
+    cls = SECTIONS.get(section)
+    return getattr(cls(), field, _ABSENT) if cls is not None else _ABSENT
 
 
 def run_status(run_dir: Path) -> str:
