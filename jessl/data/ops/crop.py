@@ -100,12 +100,19 @@ def random_box(u, k, height, width, cfg, ints):
 
 @jit_inline
 def center_box(height, width, cfg, ints):
-    """Resize(shorter side -> resize) + CenterCrop(out) as one box of the source."""
-    scale = cfg[CFG.resize] / min(height, width)
-    h = min(height, max(1, int(np.rint(cfg[CFG.out_h] / scale))))
-    w = min(width, max(1, int(np.rint(cfg[CFG.out_w] / scale))))
-    ints[INTS.top], ints[INTS.left], ints[INTS.h], ints[INTS.w] = \
-        (height - h) // 2, (width - w) // 2, h, w
+    """Resize(shorter side -> resize) + CenterCrop(out) as one box of the source: the same box
+    as center_crop_box (torchvision's truncated long side and rounded crop offsets), clamped to
+    the source where the crop is larger than the resized image (center_crop_box refuses it)."""
+    out_h, out_w, resize = int(cfg[CFG.out_h]), int(cfg[CFG.out_w]), int(cfg[CFG.resize])
+    new_long = int(resize * max(height, width) / min(height, width))
+    new_h, new_w = (resize, new_long) if height <= width else (new_long, resize)
+    crop_top = int(np.rint((new_h - out_h) / 2.0))  # np.rint and round() both round half to even
+    crop_left = int(np.rint((new_w - out_w) / 2.0))
+    h = min(height, max(1, int(np.rint(out_h * height / new_h))))
+    w = min(width, max(1, int(np.rint(out_w * width / new_w))))
+    ints[INTS.top] = max(0, min(int(np.rint(crop_top * height / new_h)), height - h))
+    ints[INTS.left] = max(0, min(int(np.rint(crop_left * width / new_w)), width - w))
+    ints[INTS.h], ints[INTS.w] = h, w
 
 
 @jit_inline

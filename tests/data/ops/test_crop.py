@@ -182,6 +182,24 @@ def test_center_crop_box_is_close_to_the_two_step_pipeline(transpose):
     assert mean <= 3.0, mean  # measured 2.0
 
 
+def test_the_loaders_center_box_is_center_crop_box():
+    """The loader's evaluation views (the production sampler's center mode) take exactly the
+    box of center_crop_box, torchvision's Resize + CenterCrop rounding, for every shape."""
+    from jessl.data.ops.crop import SPEC
+    from jessl.data.ops.spec import draw
+    rng = np.random.default_rng(0)
+    shapes = [(375, 500), (500, 375), (256, 256), (257, 911), (480, 640), (64, 64), (33, 47)]
+    shapes += [tuple(int(v) for v in rng.integers(32, 1200, 2)) for _ in range(200)]
+    for height, width in shapes:
+        for size, resize in [(224, 256), (32, 32), (28, 32), (96, 110), (32, 36)]:
+            if size > resize:
+                continue
+            cfg = (1, size, size, 0.0, 0.0, 0.0, 0.0, resize)
+            ints, _ = draw(SPEC, rng, height, width, cfg)
+            got = tuple(int(v) for v in ints)
+            assert got == center_crop_box(height, width, size, resize), (height, width, size)
+
+
 def test_center_crop_larger_than_resize_raises():
     with pytest.raises(ValueError):
         center_crop_box(100, 100, 300, 256)
