@@ -70,6 +70,7 @@ def overrides(method: str, f1clr: bool, spl: bool, ha: bool, args) -> dict:
          "progressive.min_size": args.spl_min_size if spl else 0,
          "hard_augment.enabled": ha, "hard_augment.candidates": args.candidates,
          "hard_augment.size": args.ha_size, "hard_augment.skip_small": args.ha_skip_small,
+         "hard_augment.scorer": args.ha_scorer,
          "eval.knn_every": args.knn_every, "eval.baseline": False,
          "train.progress": False, "train.keep_checkpoints": 1}
     if f1clr:
@@ -228,6 +229,9 @@ def main(argv=None) -> int:
     p.add_argument("--ha-size", type=int, default=16, help="Hard Augment's selection px")
     p.add_argument("--ha-skip-small", action="store_true",
                    help="no mining in SPL's epochs of views <= --ha-size px")
+    p.add_argument("--ha-scorer", choices=("student", "teacher"), default="student",
+                   help="network that scores the pairs for EMA-teacher methods (BYOL): the "
+                   "paper's student, or the teacher (docs/benchmarks.md, Hard Augment choices)")
     p.add_argument("--knn-every", type=int, default=0,
                    help="kNN every N epochs too (for `jessl curve --reach`); 0 = at the end")
     p.add_argument("--images", type=int, default=50000, help="CIFAR-10 train images used")
