@@ -149,6 +149,26 @@ def test_heatmap_of_two_keys(sweep, tmp_path):
         report.figure(result)
 
 
+def test_runs_saved_before_an_option_existed_differ_only_in_what_they_set(tmp_path):
+    """Run folders (not a sweep) where the older runs' config.yaml lacks a field added since:
+    it counts at its default, so the heatmap's keys are the ones the runs really vary."""
+    runs = []
+    for lr in (0.5, 1.0):
+        for batch in (64, 256):
+            run = tmp_path / f"lr{lr}_b{batch}"
+            config = {"optim.lr": lr, "data.batch_size": batch}
+            if lr == 1.0:  # written by a newer jessl: the new field at its default
+                config["data.view_set"] = ""
+            fabricate_run(run, config, knn=lr + batch / 100)
+            runs.append(run)
+    result = report.build(runs, x="optim.lr", y="data.batch_size")
+    assert result["keys"] == ["data.batch_size", "optim.lr"]
+    assert report.figure(result).axes[0].get_images()[0].get_array().shape == (2, 2)
+    fabricate_run(tmp_path / "other", {"optim.lr": 0.5, "data.batch_size": 64,
+                                      "data.view_set": "all.grey_p=0.5"}, knn=1.0)
+    assert "data.view_set" in report.build(runs + [tmp_path / "other"])["keys"]
+
+
 def test_cli_writes_table_json_and_plot(sweep, tmp_path, capsys):
     from jessl.cli import main
     out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"

@@ -29,7 +29,7 @@ import yaml
 
 from jessl.files import write_atomic
 from jessl.studies.grid import SEED_KEY, StudyError, value_text
-from jessl.studies.sweep import MANIFEST, RUNTIME_KEYS, read_manifest, run_status
+from jessl.studies.sweep import MANIFEST, RUNTIME_KEYS, config_value, read_manifest, run_status
 from jessl.train.curve import VAL, epoch_rows, final_record, read_metrics
 
 # metric -> (its key in a run's final record, the random-init baseline's key or None)
@@ -144,7 +144,15 @@ def varied_keys(configs: list[dict], overrides: list[dict | None]) -> list[str]:
     if keys:
         return keys
     fields = sorted({k for c in configs for k in c} - _IGNORED)
-    return [k for k in fields if len({value_text(c.get(k)) for c in configs}) > 1]
+    return [k for k in fields if len({value_text(_get(c, k)) for c in configs}) > 1]
+
+
+def _get(flat: dict, key: str):
+    """flat_config's value of "section.field", its default where the run's config predates it."""
+    if key in flat:
+        return flat[key]
+    section, _, field = key.partition(".")
+    return config_value({}, section, field)
 
 
 # --- the report ---------------------------------------------------------------------------

@@ -78,14 +78,15 @@ def same_run(a: dict, b: dict) -> list[str]:
     option."""
     keys = sorted({(s, f) for d in (a, b) for s, sec in d.items() for f in (sec or {})})
     return [f"{s}.{f}" for s, f in keys if (s, f) not in RUNTIME_KEYS
-            and _value(a, s, f) != _value(b, s, f)]
+            and config_value(a, s, f) != config_value(b, s, f)]
 
 
 _ABSENT = object()
 
 
-def _value(config: dict, section: str, field: str):
-    """config[section][field], or the field's default where the dict lacks it."""
+def config_value(config: dict, section: str, field: str):
+    """config[section][field], or the field's default where the dict lacks it (a run saved
+    before the field existed)."""
     values = config.get(section) or {}
     if field in values:
         return values[field]
