@@ -46,14 +46,15 @@ def submit_slurm(out: Path, manifest: dict, opts, parallel: int = 0, job_class=N
     todo = [p for p in manifest["points"] if p["status"] not in ("done", "failed")]
     if opts.cluster in (None, "", "slurm"):  # submitit's local/debug executors have no queue
         folder = str(opts.folder or out / "slurm")
-        for entry in list(todo):
-            job_id = live_task(entry, folder, state_of)
+        live = [(entry, live_task(entry, folder, state_of)) for entry in todo]
+        for entry, job_id in live:
             if job_id is not None:
-                todo.remove(entry)
                 entry["status"] = "submitted"
                 say(f"sweep: {entry['name']} still queued or running as job {job_id}: "
                     f"not submitted again")
-        write_manifest(out, manifest)
+        todo = [entry for entry, job_id in live if job_id is None]
+        if len(todo) < len(live):
+            write_manifest(out, manifest)
     if not todo:
         return []
     ex = executor(opts, str(out))

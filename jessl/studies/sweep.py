@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from jessl.config import ConfigError, RunConfig
+from jessl.config import SECTIONS, ConfigError, RunConfig
 from jessl.errors import UserError
 from jessl.files import make_folders, remove_empty_folders, write_atomic
 from jessl.studies.grid import Point, value_text
@@ -90,7 +90,6 @@ def config_value(config: dict, section: str, field: str):
     values = config.get(section) or {}
     if field in values:
         return values[field]
-    from jessl.config import SECTIONS
     cls = SECTIONS.get(section)
     return getattr(cls(), field, _ABSENT) if cls is not None else _ABSENT
 

@@ -12,7 +12,8 @@ from jessl.train.command import main as train_main
 from jessl.train.trainer import build_schedules
 
 RECIPE = Path(__file__).parents[2] / "docs" / "recipes" / "cifar10_simclr_v1.yaml"
-# docs/recipes/cifar10_simclr_v1.yaml (then cifar10_simclr.yaml) resolved by the code before recipes existed (commit 5410d2f)
+# docs/recipes/cifar10_simclr_v1.yaml (then named cifar10_simclr.yaml) resolved by the code
+# before recipes existed (commit 5410d2f)
 CIFAR10_SIMCLR_BEFORE = {
     "data": {"train": "cifar10_train.jessl", "val": "cifar10_test.jessl", "views": "",
              "batch_size": 256, "threads": 1, "order": "random", "prefetch": 2},

@@ -100,9 +100,10 @@ def random_box(u, k, height, width, cfg, ints):
 
 @jit_inline
 def center_box(height, width, cfg, ints):
-    """Resize(shorter side -> resize) + CenterCrop(out) as one box of the source: the same box
-    as center_crop_box (torchvision's truncated long side and rounded crop offsets), clamped to
-    the source where the crop is larger than the resized image (center_crop_box refuses it)."""
+    """Resize(shorter side -> resize) + CenterCrop(out) as one box of the source: torchvision's
+    truncated long side and rounded crop offsets, mapped back and rounded to source pixels;
+    clamped to the source where the crop is larger than the resized image (center_crop_box,
+    its Python entry, refuses that)."""
     out_h, out_w, resize = int(cfg[CFG.out_h]), int(cfg[CFG.out_w]), int(cfg[CFG.resize])
     new_long = int(resize * max(height, width) / min(height, width))
     new_h, new_w = (resize, new_long) if height <= width else (new_long, resize)
@@ -161,14 +162,11 @@ def center_crop_box(height: int, width: int, size: int | tuple[int, int],
     if out_h > new_h or out_w > new_w:
         raise ValueError(f"center crop {out_h}x{out_w} is larger than the resized {new_h}x{new_w} "
                          "(torchvision would pad; jessl does not)")
-    # CenterCrop's offsets in the resized image (rounded as torchvision rounds them), mapped back
-    crop_top = int(round((new_h - out_h) / 2.0))
-    crop_left = int(round((new_w - out_w) / 2.0))
-    h = min(height, max(1, int(round(out_h * height / new_h))))
-    w = min(width, max(1, int(round(out_w * width / new_w))))
-    top = min(int(round(crop_top * height / new_h)), height - h)
-    left = min(int(round(crop_left * width / new_w)), width - w)
-    return top, left, h, w
+    # the loader's own center box (center_box above), so the two cannot drift apart
+    # (center mode reads none of the uniforms draw() takes from the generator)
+    cfg = (1, out_h, out_w, 0, 0, 0, 0, resize)
+    ints, _ = draw(SPEC, np.random.default_rng(0), height, width, cfg)
+    return tuple(int(v) for v in ints)
 
 
 # --- shared math: the antialiased bilinear filter --------------------------------------------------
