@@ -13,19 +13,23 @@ training minutes add up its sessions (`wall_s` carries across a resume).
 
 The budget is training wall time: the loader, forward, backward and optimizer steps, not the
 per-epoch probe evaluation nor the final kNN / linear probe (as issue 12's `wall_s`). jessl's
-schedules (lr warm-up and cosine, EMA momentum, DINO's teacher temperature and weight decay) are
-arrays sized from train.epochs before the first step, so the budget becomes an epoch count up
-front: a calibration run of each method (2 epochs of `--calibration-steps` steps on a subset,
-the second epoch timed, past the JIT compile and first allocations) gives seconds per step, and
-epochs = floor(budget / (steps per epoch x seconds per step)), at least 1. A run stopped at a
-deadline instead would never anneal its lr or its teacher's momentum. The training minutes each
-run actually took are in the table beside the budget.
+schedules (lr warm-up and cosine, EMA momentum, DINO's teacher temperature and weight decay,
+the view size) are arrays sized from train.epochs before the first step, so the budget becomes
+an epoch count up front. Every method trains under the CIFAR-10 recipe's Super Progressive
+Learning (32 px through the lr warm-up, then 16, 24, 32 px; docs/recipes/cifar10.md), whose
+16 px steps cost ~0.4 of a 32 px one on this CPU: a calibration run of each method at each
+stage size (2 epochs of `--calibration-steps` steps on a subset, the second epoch timed, past
+the JIT compile and first allocations) gives seconds per step at that size, and the epoch
+count is the largest whose size schedule fits the budget at those speeds (at least 1). A run
+stopped at a deadline instead would never anneal its lr or its teacher's momentum. The
+training minutes each run actually took are in the table beside the budget.
 
 Settings: `--recipes bench` (default) gives every method the short-run CPU settings under which
 bench/methods_no_collapse.py showed it learning (solo-learn's CIFAR lrs, LARS, narrower
 projectors); `--recipes paper` keeps only the CPU-scale sizes (projector widths, prototypes,
 queues) and takes the optimizer from each method's recipe (its paper's 1000-epoch settings).
-Shared by all: small_cnn, batch 256, one loader thread, channels_last, 1 warm-up epoch, seed 0.
+Shared by all: small_cnn, batch 256, one loader thread, channels_last, 1 warm-up epoch, SPL
+16-32 px, seed 0.
 """
 
 from __future__ import annotations
@@ -41,9 +45,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from methods_no_collapse import SETTINGS, SHARED, cifar10_files, subset_file  # noqa: E402
 
-# every run, whatever its method (the CIFAR-10 recipe's habits, docs/recipes/cifar10.md)
+# every run, whatever its method (the CIFAR-10 recipe's habits, docs/recipes/cifar10.md): its
+# Super Progressive Learning too, so that a method gets the epochs the recipe's trick buys
 COMMON = {"model.backbone": "small_cnn", "data.threads": 1, "train.channels_last": True,
-          "optim.warmup_epochs": 1, "train.progress": False, "train.keep_checkpoints": 1}
+          "optim.warmup_epochs": 1, "train.progress": False, "train.keep_checkpoints": 1,
+          "progressive.min_size": 16, "progressive.step": 8}
 QUICK = {"images": 1024, "val_images": 512, "batch_size": 64, "minutes": 0.05,
          "calibration_steps": 2}
 
@@ -57,9 +63,36 @@ def method_overrides(name: str, recipes: str) -> dict:
     return {**COMMON, **SHARED, **own}
 
 
-def epochs_for(budget_s: float, step_s: float, steps_per_epoch: int) -> int:
-    """Whole epochs that fit in the budget at the measured seconds per step; at least 1."""
-    return max(1, math.floor(budget_s / (step_s * steps_per_epoch)))
+def size_schedule(cfg, epochs: int) -> list[int]:
+    """The first view's side in each of `epochs` epochs of `cfg`'s run, as the trainer sets
+    it (`jessl.train.trainer.view_schedule`), without building a loader."""
+    from jessl.train.progressive import progressive_schedule
+    g, full = cfg.progressive, min(cfg.view_list()[0].hw)
+    if not g.min_size:
+        return [full] * epochs
+    warmup = cfg.optim.warmup_epochs if g.warmup_epochs < 0 else g.warmup_epochs
+    return progressive_schedule(epochs, full, g.min_size, warmup, g.step, g.min_magnitude)[0]
+
+
+def epochs_for(budget_s: float, step_s: dict, steps_per_epoch: int, schedule) -> int:
+    """The most epochs whose size schedule (`schedule(epochs)`: a side per epoch) fits the
+    budget at the measured seconds per step of each side (`step_s[side]`); at least 1."""
+    def cost(epochs: int) -> float:
+        return steps_per_epoch * sum(step_s[side] for side in schedule(epochs))
+    cheapest = steps_per_epoch * min(step_s.values())
+    epochs, most = 1, max(1, math.ceil(budget_s / cheapest))  # no schedule is cheaper
+    while epochs < most and cost(epochs + 1) <= budget_s:
+        epochs += 1
+    return epochs
+
+
+def sized_view_set(cfg, side: int) -> str:
+    """`cfg`'s data.view_set plus the sizes that put its first view at `side` px and the others
+    in proportion (multi-crop), as `Loader.set_size` does in a progressive epoch."""
+    sides = [min(v.hw) for v in cfg.view_list()]
+    sizes = ";".join(f"{i}.size={max(1, round(s * side / sides[0]))}"
+                     for i, s in enumerate(sides))
+    return ";".join(filter(None, [cfg.data.view_set, sizes]))
 
 
 def records(run_dir: Path, kind: str) -> list[dict]:
@@ -104,14 +137,25 @@ def save(path: Path, data: dict) -> None:
 
 
 def calibrate(name: str, calib_file: Path, out: Path, batch_size: int, fields: dict,
-              overrides: list[str]) -> float:
-    """Seconds per training step of `name` under its settings: the second of 2 epochs."""
-    run_dir = out / "calibration" / name
-    run({"method.name": name, **fields, "data.train": calib_file, "data.val": "",
-         "data.batch_size": batch_size, "train.epochs": 2, "train.out": run_dir,
-         "eval.knn": False, "eval.rankme": False, "probe.enabled": False}, overrides)
-    first, second = records(run_dir, "epoch")
-    return second["seconds"] / (second["step"] - first["step"])
+              overrides: list[str]) -> tuple[dict, object]:
+    """({side: seconds per training step}, the run's config) of `name` under its settings, one
+    calibration run per side its size schedule can use: the second of 2 epochs at that side."""
+    from jessl.config import load_config
+    from jessl.train.progressive import stage_sizes
+    base = {"method.name": name, **fields, "data.train": calib_file, "data.val": "",
+            "data.batch_size": batch_size, "train.epochs": 2, "eval.knn": False,
+            "eval.rankme": False, "probe.enabled": False}
+    cfg = load_config(None, [f"{k}={v}" for k, v in base.items()] + list(overrides))
+    full, g = min(cfg.view_list()[0].hw), cfg.progressive
+    sides = stage_sizes(g.min_size, full, g.step) if g.min_size else [full]
+    step_s = {}
+    for side in sides:
+        run_dir = out / "calibration" / f"{name}_{side}px"
+        run({**base, "train.out": run_dir, "progressive.min_size": 0,
+             "data.view_set": sized_view_set(cfg, side)}, overrides)
+        first, second = records(run_dir, "epoch")
+        step_s[side] = second["seconds"] / (second["step"] - first["step"])
+    return step_s, cfg
 
 
 def linear_probe_top1(model, train_file: Path, val_file: Path, cache: Path) -> float:
@@ -133,6 +177,8 @@ def settings_text(cfg) -> str:
         text += f", proj {cfg.model.projector}"
     if cfg.data.local_views:
         text += f", {cfg.data.local_views} local"
+    if cfg.progressive.min_size:
+        text += f", SPL {cfg.progressive.min_size}-{min(cfg.view_list()[0].hw)} px"
     return text
 
 
@@ -195,12 +241,16 @@ def main(argv=None) -> int:
         # the plan is fixed once: a run resumed in a later session keeps its epoch count
         plan = saved(run_dir / "plan.json")
         if plan is None:
-            step_s = calibrate(name, calib_file, out, b, fields, args.set)
-            plan = {"step_s": step_s,
-                    "epochs": epochs_for(args.minutes * 60, step_s, steps_per_epoch)}
+            step_s, cfg = calibrate(name, calib_file, out, b, fields, args.set)
+            epochs = epochs_for(args.minutes * 60, step_s, steps_per_epoch,
+                                lambda e: size_schedule(cfg, e))
+            plan = {"step_s": {str(k): v for k, v in step_s.items()}, "epochs": epochs,
+                    "sizes": size_schedule(cfg, epochs)}
             save(run_dir / "plan.json", plan)
         step_s, epochs = plan["step_s"], plan["epochs"]
-        print(f"{name}: {step_s:.3f} s/step -> {epochs} epochs of {steps_per_epoch} steps")
+        speeds = ", ".join(f"{s:.3f} s/step at {side} px" for side, s in step_s.items())
+        print(f"{name}: {speeds} -> {epochs} epochs of {steps_per_epoch} steps, sides "
+              f"{plan.get('sizes')}")
         start = time.perf_counter()
         metrics, cfg = run({"method.name": name, **fields, "data.train": train_file,
                             "data.val": val_file, "data.batch_size": b,

@@ -23,9 +23,32 @@ def bench():
 
 
 def test_budget_becomes_whole_epochs(bench):
-    assert bench.epochs_for(15 * 60, 0.5, 195) == 9  # 900 s / 97.5 s per epoch
-    assert bench.epochs_for(60, 0.5, 195) == 1  # never 0
-    assert bench.epochs_for(15 * 60, 900 / 195 / 3, 195) == 3
+    full = lambda epochs: [32] * epochs  # noqa: E731
+    assert bench.epochs_for(15 * 60, {32: 0.5}, 195, full) == 9  # 900 s / 97.5 s per epoch
+    assert bench.epochs_for(60, {32: 0.5}, 195, full) == 1  # never 0
+    assert bench.epochs_for(15 * 60, {32: 900 / 195 / 3}, 195, full) == 3
+
+
+def test_progressive_epochs_are_priced_at_their_own_size(bench):
+    cfg = load_config(None, [f"{k}={v}" for k, v in bench.method_overrides("simclr", "bench")
+                             .items()] + ["data.views=simclr_cifar"])
+    # the recipe's schedule: 32 px in the warm-up epoch, then 16 -> 24 -> 32, the last at 32
+    sizes = bench.size_schedule(cfg, 12)
+    assert sizes == [32, 16, 16, 16, 16, 24, 24, 24, 32, 32, 32, 32]
+    step_s = {16: 0.4, 24: 0.65, 32: 1.0}  # this CPU's relative speeds (docs/recipes)
+    schedule = lambda e: bench.size_schedule(cfg, e)  # noqa: E731
+    # 12 such epochs cost what 1 + 4 x 0.4 + 3 x 0.65 + 4 = 8.55 full-size ones do
+    assert bench.epochs_for(855.01, step_s, 100, schedule) == 12
+    assert bench.epochs_for(854.99, step_s, 100, schedule) == 11
+    # calibration at a side: the first view there, the others in proportion, the preset's own
+    # fields kept
+    multi = load_config(None, ["method.name=swav", "data.views=swav_cifar",
+                               "data.view_set=all.scale=0.2:1"])
+    spec = bench.sized_view_set(multi, 16)
+    sides = [min(v.hw) for v in multi.view_list()]
+    assert spec.startswith("all.scale=0.2:1;0.size=16;1.size=16")
+    assert spec.count(".size=") == len(sides) and sides[0] == 32
+    assert spec.endswith(f"{len(sides) - 1}.size={round(sides[-1] * 16 / 32)}")
 
 
 @pytest.mark.parametrize("recipes", ["bench", "paper"])
@@ -68,7 +91,7 @@ def test_a_table_spread_over_sessions_reads_finished_methods_back(bench, tmp_pat
     bench.save(tmp_path / "simclr" / "row.json", row)
     bench.save(tmp_path / "random_init" / "row.json",
                {"knn_top1": 30.0, "linear_top1": 35.0, "rankme_features": 20.0})
-    bench.save(tmp_path / "byol" / "plan.json", {"step_s": 2.0, "epochs": 3})
+    bench.save(tmp_path / "byol" / "plan.json", {"step_s": {"32": 2.0}, "epochs": 3})
     monkeypatch.setattr(bench, "cifar10_files", lambda *a: ("train.jessl", "val.jessl"))
     monkeypatch.setattr(bench, "subset_file", lambda *a: "calib.jessl")
     calls = []
