@@ -71,7 +71,7 @@ def augmented_linear_probe(backbone: nn.Module, train_path, test_path=None, *, t
     views: the evaluation view (preset name or [View]); None picks "eval" / "eval_cifar" by
     image size. Its random twin (`augment_view`) is what the heads train on.
     """
-    from jessl.data.loader import Loader
+    from jessl.data.loader import Loader, output_for
     from jessl.data.reader import Reader
     from jessl.data.views import resolve_views
     from jessl.data.facts import eval_views
@@ -101,11 +101,11 @@ def augmented_linear_probe(backbone: nn.Module, train_path, test_path=None, *, t
     mean, std = standardizer(fit_f)
     grid = [(lr, wd) for lr in lrs for wd in weight_decays]
     heads = LinearHeads(fit_f.shape[1], num_classes, [g[0] for g in grid], [g[1] for g in grid])
+    device = device_of(backbone)  # the heads stay on the CPU, beside the features
     loader = Loader(train_path, batch_size, [train_view], order="random", seed=seed,
                     drop_last=False, num_threads=num_threads, indices=fit_idx,
-                    channels_last=channels_last)
+                    channels_last=channels_last, output=output_for(device, [train_view]))
     schedule = cosine_schedule(1.0, epochs * len(loader)).float()
-    device = device_of(backbone)  # the heads stay on the CPU, beside the features
     was_training = backbone.training
     backbone.eval()
     step = 0
@@ -113,7 +113,7 @@ def augmented_linear_probe(backbone: nn.Module, train_path, test_path=None, *, t
         with torch.no_grad():
             for epoch in range(epochs):  # the loader draws new crops and flips every epoch
                 for batch in loader.iter_epoch(epoch):
-                    x = batch.views[0].to(device, non_blocking=True)
+                    x = loader.on_device(batch.views, device)[0]
                     feats = (backbone(x).float().cpu() - mean) / std  # (B, F)
                     heads.step(feats, batch.labels, float(schedule[step]))
                     step += 1

@@ -30,7 +30,7 @@ def extract_features(backbone: nn.Module, path, views=None,
     its GPU); the features come back on the CPU. Runs under torch.no_grad in eval mode and restores the
     backbone's training mode afterwards. `cache_dir`: folder for the on-disk cache (None: off).
     """
-    from jessl.data.loader import Loader
+    from jessl.data.loader import Loader, output_for
     from jessl.data.views import resolve_views
 
     views = resolve_views(eval_views(path) if views is None else views)[:1]
@@ -44,16 +44,17 @@ def extract_features(backbone: nn.Module, path, views=None,
                 return saved["features"], saved["labels"]
             except Exception:  # a damaged cache file is recomputed, never trusted
                 pass
-    loader = Loader(path, batch_size, views, order="sequential", drop_last=False,
-                    num_threads=num_threads, indices=indices, channels_last=channels_last)
     device = device_of(backbone)  # images go where the weights are; features come back to the CPU
+    loader = Loader(path, batch_size, views, order="sequential", drop_last=False,
+                    num_threads=num_threads, indices=indices, channels_last=channels_last,
+                    output=output_for(device, views))
     was_training = backbone.training
     backbone.eval()
     feats, labels = [], []
     try:
         with torch.no_grad():
             for batch in loader.iter_epoch(0):
-                x = batch.views[0].to(device, non_blocking=True)
+                x = loader.on_device(batch.views, device)[0]
                 feats.append(backbone(x).float().cpu())  # (B, F)
                 labels.append(batch.labels)
     finally:

@@ -58,7 +58,7 @@ def train(cfg: RunConfig) -> dict:
     views = cfg.views_preset()
     # Hard Augment: the loader draws m candidates of the pair, the loop mines the hardest
     hard, loader_views = hard_augment.from_config(cfg.hard_augment, cfg.view_list())
-    loader = build_loader(cfg, Loader, loader_views, world)
+    loader = build_loader(cfg, Loader, loader_views, world, device)
     steps_per_epoch = len(loader)
     total_steps = t.epochs * steps_per_epoch
     sizes, magnitudes = view_schedule(cfg, loader)
@@ -192,7 +192,7 @@ def train(cfg: RunConfig) -> dict:
             set_hyperparams(optimizer, lr=schedule["lr"][step],
                             momentum=schedule["momentum"][step],
                             weight_decay=schedule["weight_decay"][step])
-            views_in = [v.to(device, non_blocking=True) for v in batch.views]  # no-op on the CPU
+            views_in = loader.on_device(batch.views, device)  # uint8 is normalised there
             if hard is not None and hard.mines(sizes[epoch]):  # m candidates -> hardest pair
                 with autocast:
                     views_in = hard.select(method, views_in, meter)
@@ -336,12 +336,14 @@ def setup_process(cfg: RunConfig, say=print) -> int:
     return threads
 
 
-def build_loader(cfg: RunConfig, Loader, views, world: int):
+def build_loader(cfg: RunConfig, Loader, views, world: int, device=torch.device("cpu")):
     """The training loader, after the checks that a run can learn at all; a run that cannot
     stops here with a ConfigError, before it writes anything (issue 15: SimCLR on one image or
-    with batch size 1 ran to the end with a loss of exactly 0.0, learning nothing)."""
+    with batch size 1 ran to the end with a loss of exactly 0.0, learning nothing). Its output
+    is data.output's; "auto" = uint8 bytes normalised on a GPU (`Loader.on_device`)."""
     from jessl.config import ConfigError
     from jessl.data.facts import shared_reader
+    from jessl.data.loader import output_for
     from jessl.data.reader import Reader
     if cfg.data.val:  # opened (and validated) now, not after the first epoch
         Reader(cfg.data.val).close()
@@ -352,12 +354,14 @@ def build_loader(cfg: RunConfig, Loader, views, world: int):
         raise ConfigError(f"{what}: a batch of one image leaves a method nothing to compare it "
                           f"with (no negatives, no batch statistics), so it cannot learn; "
                           f"train on at least 2 images a batch")
+    output = output_for(device, views) if cfg.data.output == "auto" else cfg.data.output
     try:
         return Loader(reader, cfg.data.batch_size // world, views,
                       order=cfg.data.order, seed=cfg.train.seed, drop_last=True,
                       num_threads=cfg.data.threads or None, rank=distributed.rank(),
-                      world_size=world, prefetch=cfg.data.prefetch,
-                      channels_last=cfg.train.channels_last, exact=cfg.data.exact)
+                      world_size=world, prefetch=cfg.data.prefetch, output=output,
+                      pin_memory=device.type == "cuda", channels_last=cfg.train.channels_last,
+                      exact=cfg.data.exact)
     except ValueError as err:  # too few images for one batch, a bad order name ...
         raise ConfigError(str(err)) from None
 

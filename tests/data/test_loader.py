@@ -265,3 +265,39 @@ def test_crop_grey_greys_one_branch_only(raw_file):
                                                                        for b in batches)])
             for i in range(2)]
     assert not grey[0].any() and 0 < int(grey[1].sum()) < 25  # p = 0.2 of 50 images
+
+
+
+ODD_STATS = [View(size=24, mean=(0.5, 0.25, 0.125), std=(0.3, 0.2, 0.1))]
+
+
+@pytest.mark.parametrize("views", ["simclr_cifar", "byol_cifar", ODD_STATS])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_uint8_normalised_on_the_device_is_the_float_output(jpeg_file, views, channels_last):
+    """FFCV's habit on a GPU: bytes cross, the device normalises. `on_device` must give the
+    float output's values bit for bit (the same float32 operations as the CPU's table), in the
+    same memory format, so a run's losses do not depend on where it normalises."""
+    def epoch(output):
+        loader = Loader(jpeg_file, 16, views, seed=4, num_threads=2, output=output,
+                        channels_last=channels_last)
+        return loader, _epoch(loader, 1)
+    (float_loader, floats), (loader, raw) = epoch("float"), epoch("uint8")
+    assert len(floats) == len(raw) > 1
+    for f, b in zip(floats, raw):
+        assert all(v.dtype == torch.uint8 for v in b.views)
+        moved = loader.on_device(b.views, "cpu")
+        for vf, vm in zip(f.views, moved):
+            assert vm.dtype == torch.float32 and torch.equal(vf, vm)
+            assert vm.is_contiguous(memory_format=torch.channels_last) == channels_last
+        # the float output's on_device only moves
+        assert all(a is v for a, v in zip(float_loader.on_device(f.views, "cpu"), f.views))
+
+
+def test_uint8_output_refuses_noise_and_auto_picks_by_device(raw_file):
+    from jessl.data.loader import output_for
+    with pytest.raises(ValueError, match="noise"):
+        Loader(raw_file, 4, "noise_cifar", output="uint8")
+    assert output_for("cpu", "simclr_cifar") == "float"  # the CPU trains on the floats
+    assert output_for(torch.device("cuda"), "simclr_cifar") == "uint8"  # needs no GPU to say
+    assert output_for("cuda", "noise_cifar") == "float"  # noise is added to the floats
+    assert output_for("cuda", "instance_cifar") == "float"  # its negative is noise

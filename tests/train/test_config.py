@@ -86,6 +86,7 @@ def test_validate_reads_no_file_and_each_section_checks_itself(tmp_path, monkeyp
         check_inputs(cfg)
     assert all(hasattr(cls, "validate") for cls in SECTIONS.values())
     for section, message in ((DataConfig(train="x", batch_size=0), "data.batch_size must be"),
+                             (DataConfig(train="x", output="half"), "data.output: unknown"),
                              (OptimConfig(lr=0), "optim.lr must be > 0"),
                              (TrainConfig(log_every=0), "train.log_every must be >= 1"),
                              (EvalConfig(k=0), "eval.k, eval.temperature")):

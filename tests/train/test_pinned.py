@@ -33,11 +33,13 @@ def test_the_loader_draws_the_pinned_batch(tiny_files):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="pinned on the CPU")
-def test_byol_gives_the_pinned_losses(tiny_files, tmp_path):
+@pytest.mark.parametrize("output", ["auto", "uint8"])  # uint8: normalised in the step
+def test_byol_gives_the_pinned_losses(tiny_files, tmp_path, output):
     train_file, val_file = tiny_files
     out = tmp_path / "run"
     result = train(load_config(None, tiny_overrides(train_file, val_file, out,
-                                                    {"method.name": "byol"})))
+                                                    {"method.name": "byol",
+                                                     "data.output": output})))
     lines = (out / "metrics.jsonl").read_text().splitlines()
     losses = [r["loss"] for r in map(json.loads, lines) if r["kind"] == "step"]
     np.testing.assert_allclose(losses, BYOL_LOSSES, rtol=1e-4)
