@@ -182,16 +182,25 @@ def settings_text(cfg) -> str:
     return text
 
 
+def planned_minutes(plan: dict, steps_per_epoch: int) -> float:
+    """The training minutes a plan's epochs cost at its calibrated speeds: what each method is
+    given (the run's own minutes add whatever else the box did meanwhile)."""
+    return steps_per_epoch * sum(plan["step_s"][str(side)] for side in plan["sizes"]) / 60
+
+
 def table(rows: dict, baseline: dict, budget_min: float) -> str:
-    lines = [f"| method | settings | training min (budget {budget_min:g}) | kNN top-1 | "
-             f"linear top-1 | RankMe (embeddings) | RankMe (features) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [f"| method | settings | training min, planned (budget {budget_min:g}) | "
+             f"training min, run | kNN top-1 | linear top-1 | RankMe (embeddings) | "
+             f"RankMe (features) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, m in rows.items():
-        lines.append(f"| {name} | {m['settings']} | {m['train_minutes']:.1f} | "
+        planned = m.get("planned_minutes")
+        lines.append(f"| {name} | {m['settings']} | "
+                     f"{'-' if planned is None else f'{planned:.1f}'} | {m['train_minutes']:.1f} | "
                      f"{m.get('knn_top1', float('nan')):.1f}% | {m['linear_top1']:.1f}% | "
                      f"{m.get('rankme', float('nan')):.1f} | "
                      f"{m.get('rankme_features', float('nan')):.1f} |")
-    lines.append(f"| (random init) | | | {baseline['knn_top1']:.1f}% | "
+    lines.append(f"| (random init) | | | | {baseline['knn_top1']:.1f}% | "
                  f"{baseline['linear_top1']:.1f}% | | {baseline['rankme_features']:.1f} |")
     return "\n".join(lines)
 
@@ -234,6 +243,9 @@ def main(argv=None) -> int:
         run_dir = out / name
         done = saved(run_dir / "row.json")  # finished in an earlier session: read back
         if done is not None:
+            plan = saved(run_dir / "plan.json")
+            if plan is not None and "sizes" in plan:  # rows saved before the column existed
+                done.setdefault("planned_minutes", planned_minutes(plan, steps_per_epoch))
             rows[name] = done
             baseline = baseline or saved(out / "random_init" / "row.json") or {}
             print(f"{name}: done before ({run_dir / 'row.json'})")
@@ -261,6 +273,7 @@ def main(argv=None) -> int:
         metrics.update(linear_top1=linear_probe_top1(model, train_file, val_file,
                                                      run_dir / "features"),
                        train_minutes=training_seconds(run_dir) / 60, step_s=step_s,
+                       planned_minutes=planned_minutes(plan, steps_per_epoch),
                        settings=settings_text(cfg), sources=cfg.sources,
                        minutes_total=(time.perf_counter() - start) / 60)
         rows[name] = metrics

@@ -73,14 +73,18 @@ def test_training_time_and_table(bench, tmp_path):
     lines.append({"kind": "epoch", "step": 6, "seconds": 1.0, "wall_s": 70.0})  # issue 12's
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     assert bench.training_seconds(tmp_path) == 70.0
+    plan = {"step_s": {"16": 0.3, "32": 0.9}, "sizes": [32, 16, 32]}
+    assert bench.planned_minutes(plan, 100) == pytest.approx(100 * 2.1 / 60)
     text = bench.table({"simclr": {"settings": "lars", "train_minutes": 14.6, "knn_top1": 60.0,
-                                   "linear_top1": 65.0, "rankme": 90.0}},
+                                   "linear_top1": 65.0, "rankme": 90.0,
+                                   "planned_minutes": 14.25}},
                        {"knn_top1": 38.5, "linear_top1": 40.0, "rankme_features": 50.0}, 15)
     rows = text.splitlines()
-    assert rows[0].startswith("| method | settings | training min (budget 15)")
-    assert rows[2] == "| simclr | lars | 14.6 | 60.0% | 65.0% | 90.0 | nan |"
-    assert rows[3] == "| (random init) | | | 38.5% | 40.0% | | 50.0 |"
-    assert not math.isnan(float(rows[2].split("|")[4].strip(" %")))
+    assert rows[0].startswith("| method | settings | training min, planned (budget 15) | "
+                              "training min, run |")
+    assert rows[2] == "| simclr | lars | 14.2 | 14.6 | 60.0% | 65.0% | 90.0 | nan |"
+    assert rows[3] == "| (random init) | | | | 38.5% | 40.0% | | 50.0 |"
+    assert not math.isnan(float(rows[2].split("|")[5].strip(" %")))
 
 
 def test_a_table_spread_over_sessions_reads_finished_methods_back(bench, tmp_path, monkeypatch,
