@@ -64,14 +64,10 @@ def method_overrides(name: str, recipes: str) -> dict:
 
 
 def size_schedule(cfg, epochs: int) -> list[int]:
-    """The first view's side in each of `epochs` epochs of `cfg`'s run, as the trainer sets
-    it (`jessl.train.trainer.view_schedule`), without building a loader."""
-    from jessl.train.progressive import progressive_schedule
-    g, full = cfg.progressive, min(cfg.view_list()[0].hw)
-    if not g.min_size:
-        return [full] * epochs
-    warmup = cfg.optim.warmup_epochs if g.warmup_epochs < 0 else g.warmup_epochs
-    return progressive_schedule(epochs, full, g.min_size, warmup, g.step, g.min_magnitude)[0]
+    """The first view's side in each of `epochs` epochs of `cfg`'s run: the trainer's own
+    `view_schedule`, without building a loader."""
+    from jessl.train.trainer import view_schedule
+    return view_schedule(cfg, min(cfg.view_list()[0].hw), epochs)[0]
 
 
 def epochs_for(budget_s: float, step_s: dict, steps_per_epoch: int, schedule) -> int:

@@ -112,7 +112,7 @@ class Loader:
             raise ValueError("output='uint8' cannot carry a view's Gaussian noise (it is added "
                              "to the normalised floats): use output='float'")
         self.output, self.channels_last, self.pin_memory = output, channels_last, pin_memory
-        self._norm: dict = {}  # (view, device) -> (mean, std) tensors for on_device
+        self._norm: dict = {}  # (mean, std, device) -> their (1, 3, 1, 1) tensors, for on_device
         self.image_field = image_field
         # exact: decode every JPEG at full size, as torchvision does, instead of at the DCT
         # scale the views allow; slower, but each crop is then torchvision's to within

@@ -61,7 +61,7 @@ def train(cfg: RunConfig) -> dict:
     loader = build_loader(cfg, Loader, loader_views, world, device)
     steps_per_epoch = len(loader)
     total_steps = t.epochs * steps_per_epoch
-    sizes, magnitudes = view_schedule(cfg, loader)
+    sizes, magnitudes = view_schedule(cfg, min(loader.views[0].hw))
     if cfg.progressive.min_size:
         from jessl.train.progressive import relative_cost
         cost = relative_cost(sizes, max(sizes))
@@ -385,12 +385,13 @@ def make_backbone(cfg: RunConfig, cifar_stem: bool) -> nn.Module:
         return build_backbone(cfg.model.backbone, cifar_stem)
 
 
-def view_schedule(cfg: RunConfig, loader) -> tuple[list[int], list[float]]:
-    """(first view's size, augmentation magnitude) for every epoch: constant, or Super
-    Progressive Learning when progressive.min_size is set (jessl.train.progressive)."""
+def view_schedule(cfg: RunConfig, full: int, epochs: int | None = None
+                  ) -> tuple[list[int], list[float]]:
+    """(first view's size, augmentation magnitude) for every one of `epochs` epochs (default
+    train.epochs), the first view's side being `full`: constant, or Super Progressive Learning
+    when progressive.min_size is set (jessl.train.progressive)."""
     from jessl.train.progressive import progressive_schedule
-    g, epochs = cfg.progressive, cfg.train.epochs
-    full = min(loader.views[0].hw)
+    g, epochs = cfg.progressive, cfg.train.epochs if epochs is None else epochs
     if not g.min_size:
         return [full] * epochs, [1.0] * epochs
     warmup = cfg.optim.warmup_epochs if g.warmup_epochs < 0 else g.warmup_epochs
