@@ -8,7 +8,7 @@ Prints a markdown table (docs/benchmarks.md, "Methods at equal training time") a
 OUT/method_table.json with every run's settings and metrics. The table takes about 3 hours, so
 it resumes: run the same command again and methods finished before are read back from their
 OUT/NAME/row.json, a half-trained one continues from its last checkpoint with the epoch count
-its calibration fixed (OUT/NAME/plan.json), and only the rest is trained. A resumed run's
+its calibration fixed (OUT/plans/NAME.json), and only the rest is trained. A resumed run's
 training minutes add up its sessions (`wall_s` carries across a resume).
 
 The budget is training wall time: the loader, forward, backward and optimizer steps, not the
@@ -70,14 +70,24 @@ def size_schedule(cfg, epochs: int) -> list[int]:
     return view_schedule(cfg, min(cfg.view_list()[0].hw), epochs)[0]
 
 
-def epochs_for(budget_s: float, step_s: dict, steps_per_epoch: int, schedule) -> int:
+# how far over the budget a plan may go: a calibration is a few timed steps, and this box's
+# speed drifts by more than 1% from hour to hour (docs/recipes/cifar10.md), so refusing an
+# epoch that misses by less is refusing it on noise. Added after DINO's first plan: 2 epochs
+# at 906 s of a 900 s budget, so it trained 1 epoch, 450 s, half the budget
+TOLERANCE = 0.01
+
+
+def epochs_for(budget_s: float, step_s: dict, steps_per_epoch: int, schedule,
+               tolerance: float = TOLERANCE) -> int:
     """The most epochs whose size schedule (`schedule(epochs)`: a side per epoch) fits the
-    budget at the measured seconds per step of each side (`step_s[side]`); at least 1."""
+    budget, give or take `tolerance` of it, at the measured seconds per step of each side
+    (`step_s[side]`); at least 1."""
     def cost(epochs: int) -> float:
         return steps_per_epoch * sum(step_s[side] for side in schedule(epochs))
     cheapest = steps_per_epoch * min(step_s.values())
-    epochs, most = 1, max(1, math.ceil(budget_s / cheapest))  # no schedule is cheaper
-    while epochs < most and cost(epochs + 1) <= budget_s:
+    limit = budget_s * (1 + tolerance)
+    epochs, most = 1, max(1, math.ceil(limit / cheapest))  # no schedule is cheaper
+    while epochs < most and cost(epochs + 1) <= limit:
         epochs += 1
     return epochs
 
@@ -133,9 +143,10 @@ def save(path: Path, data: dict) -> None:
 
 
 def calibrate(name: str, calib_file: Path, out: Path, batch_size: int, fields: dict,
-              overrides: list[str]) -> tuple[dict, object]:
+              overrides: list[str], only: int | None = None) -> tuple[dict, object]:
     """({side: seconds per training step}, the run's config) of `name` under its settings, one
-    calibration run per side its size schedule can use: the second of 2 epochs at that side."""
+    calibration run per side its size schedule can use (`only`: that side alone): the second
+    of 2 epochs at that side."""
     from jessl.config import load_config
     from jessl.train.progressive import stage_sizes
     base = {"method.name": name, **fields, "data.train": calib_file, "data.val": "",
@@ -145,6 +156,7 @@ def calibrate(name: str, calib_file: Path, out: Path, batch_size: int, fields: d
     full, g = min(cfg.view_list()[0].hw), cfg.progressive
     sides = stage_sizes(g.min_size, full, g.step) if g.min_size else [full]
     step_s = {}
+    sides = [only] if only is not None else sides
     for side in sides:
         run_dir = out / "calibration" / f"{name}_{side}px"
         run({**base, "train.out": run_dir, "progressive.min_size": 0,
@@ -171,7 +183,7 @@ def settings_text(cfg) -> str:
             + f", {cfg.train.epochs} ep")
     if cfg.model.projector:
         text += f", proj {cfg.model.projector}"
-    if cfg.data.local_views:
+    if cfg.data.local_views is not None:  # set: a multi-crop method's local views, even 0
         text += f", {cfg.data.local_views} local"
     if cfg.progressive.min_size:
         text += f", SPL {cfg.progressive.min_size}-{min(cfg.view_list()[0].hw)} px"
@@ -179,9 +191,49 @@ def settings_text(cfg) -> str:
 
 
 def planned_minutes(plan: dict, steps_per_epoch: int) -> float:
-    """The training minutes a plan's epochs cost at its calibrated speeds: what each method is
-    given (the run's own minutes add whatever else the box did meanwhile)."""
-    return steps_per_epoch * sum(plan["step_s"][str(side)] for side in plan["sizes"]) / 60
+    """The training minutes a plan's epochs cost at its calibrated speeds, in minutes of the
+    box the table began on (a plan made on a slower box divides by its `slowdown`): what each
+    method is given (the run's own minutes add whatever else the box did meanwhile)."""
+    cost = steps_per_epoch * sum(plan["step_s"][str(side)] for side in plan["sizes"]) / 60
+    return cost / plan.get("slowdown", 1.0)
+
+
+def plan_file(out: Path, name: str) -> Path:
+    """Where a method's plan is kept: beside, not in, its run folder, which a fresh start
+    empties (the plan once lived there and was deleted as its run began)."""
+    return out / "plans" / f"{name}.json"
+
+
+def plan_of(run_dir: Path, step_s: dict, slowdown: float = 1.0) -> dict:
+    """A finished run's plan rebuilt from its config.yaml (its epochs and their sizes) and the
+    speeds its row kept, for rows whose plan was lost."""
+    from jessl.config import load_config
+    cfg = load_config(run_dir / "config.yaml", [])
+    return {"step_s": step_s, "epochs": cfg.train.epochs, "slowdown": slowdown,
+            "sizes": size_schedule(cfg, cfg.train.epochs)}
+
+
+def box_slowdown(names: list[str], calib_file: Path, out: Path, batch_size: int, recipes: str,
+                 overrides: list[str]) -> float:
+    """How much slower this box runs now than when the table's first finished method was
+    planned: that method calibrated again at its full size, now over then. The same host can
+    change speed between sessions (this one measured 1.45x slower on 2026-12-03 than on
+    12-02 for the same SimCLR steps), so a method planned in a later session gets the budget
+    times this factor: the same work the others got, not fewer epochs. 1.0 with no finished
+    method to compare."""
+    for name in names:
+        row = saved(out / name / "row.json")
+        if not row or not row.get("step_s"):
+            continue
+        then = row["step_s"]
+        side = max(then, key=int)
+        now, _ = calibrate(name, calib_file, out, batch_size, method_overrides(name, recipes),
+                           overrides, only=int(side))
+        factor = now[int(side)] / then[side] * row.get("slowdown", 1.0)
+        print(f"box speed: {name} at {side} px {now[int(side)]:.3f} s/step now, "
+              f"{then[side]:.3f} when planned -> budgets x {factor:.2f}")
+        return factor
+    return 1.0
 
 
 def table(rows: dict, baseline: dict, budget_min: float) -> str:
@@ -189,15 +241,23 @@ def table(rows: dict, baseline: dict, budget_min: float) -> str:
              f"training min, run | kNN top-1 | linear top-1 | RankMe (embeddings) | "
              f"RankMe (features) |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    slower = []
     for name, m in rows.items():
-        planned = m.get("planned_minutes")
+        planned, factor = m.get("planned_minutes"), m.get("slowdown", 1.0)
+        mark = "" if factor == 1.0 else "*"
+        slower += [f"{name} {factor:.2f}x"] if mark else []
         lines.append(f"| {name} | {m['settings']} | "
-                     f"{'-' if planned is None else f'{planned:.1f}'} | {m['train_minutes']:.1f} | "
+                     f"{'-' if planned is None else f'{planned:.1f}{mark}'} | "
+                     f"{m['train_minutes'] / factor:.1f}{mark} | "
                      f"{m.get('knn_top1', float('nan')):.1f}% | {m['linear_top1']:.1f}% | "
                      f"{m.get('rankme', float('nan')):.1f} | "
                      f"{m.get('rankme_features', float('nan')):.1f} |")
     lines.append(f"| (random init) | | | | {baseline['knn_top1']:.1f}% | "
                  f"{baseline['linear_top1']:.1f}% | | {baseline['rankme_features']:.1f} |")
+    if slower:
+        lines.append(f"\n\\* planned in a later session on a slower box ({', '.join(slower)} "
+                     f"slower, `box_slowdown`): given the budget times that factor; minutes "
+                     f"divided by it, i.e. in minutes of the box the table began on")
     return "\n".join(lines)
 
 
@@ -229,8 +289,9 @@ def main(argv=None) -> int:
                              out / f"cifar10_calib_{args.calibration_steps * b}.jessl",
                              args.calibration_steps * b)
     steps_per_epoch = args.images // b
-    rows, baseline = {}, {}
-    for i, name in enumerate(args.methods.split(",")):
+    rows, baseline, slowdown = {}, {}, None
+    names = args.methods.split(",")
+    for i, name in enumerate(names):
         fields = method_overrides(name, args.recipes)
         if args.quick:  # small heads: a smoke run of seconds
             fields["model.projector"] = "128-64"
@@ -239,22 +300,27 @@ def main(argv=None) -> int:
         run_dir = out / name
         done = saved(run_dir / "row.json")  # finished in an earlier session: read back
         if done is not None:
-            plan = saved(run_dir / "plan.json")
-            if plan is not None and "sizes" in plan:  # rows saved before the column existed
-                done.setdefault("planned_minutes", planned_minutes(plan, steps_per_epoch))
+            if "planned_minutes" not in done and done.get("step_s"):  # saved before the column
+                try:  # its config names the training file, whose image size picks the views
+                    done["planned_minutes"] = planned_minutes(plan_of(
+                        run_dir, done["step_s"], done.get("slowdown", 1.0)), steps_per_epoch)
+                except FileNotFoundError:
+                    pass  # the table shows "-"
             rows[name] = done
             baseline = baseline or saved(out / "random_init" / "row.json") or {}
             print(f"{name}: done before ({run_dir / 'row.json'})")
             continue
         # the plan is fixed once: a run resumed in a later session keeps its epoch count
-        plan = saved(run_dir / "plan.json")
+        plan = saved(plan_file(out, name))
         if plan is None:
+            if slowdown is None:  # once a session, before its first new plan
+                slowdown = box_slowdown(names, calib_file, out, b, args.recipes, args.set)
             step_s, cfg = calibrate(name, calib_file, out, b, fields, args.set)
-            epochs = epochs_for(args.minutes * 60, step_s, steps_per_epoch,
+            epochs = epochs_for(args.minutes * 60 * slowdown, step_s, steps_per_epoch,
                                 lambda e: size_schedule(cfg, e))
             plan = {"step_s": {str(k): v for k, v in step_s.items()}, "epochs": epochs,
-                    "sizes": size_schedule(cfg, epochs)}
-            save(run_dir / "plan.json", plan)
+                    "sizes": size_schedule(cfg, epochs), "slowdown": slowdown}
+            save(plan_file(out, name), plan)
         step_s, epochs = plan["step_s"], plan["epochs"]
         speeds = ", ".join(f"{s:.3f} s/step at {side} px" for side, s in step_s.items())
         print(f"{name}: {speeds} -> {epochs} epochs of {steps_per_epoch} steps, sides "
@@ -269,6 +335,7 @@ def main(argv=None) -> int:
         metrics.update(linear_top1=linear_probe_top1(model, train_file, val_file,
                                                      run_dir / "features"),
                        train_minutes=training_seconds(run_dir) / 60, step_s=step_s,
+                       slowdown=plan.get("slowdown", 1.0),
                        planned_minutes=planned_minutes(plan, steps_per_epoch),
                        settings=settings_text(cfg), sources=cfg.sources,
                        minutes_total=(time.perf_counter() - start) / 60)
