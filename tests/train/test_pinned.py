@@ -42,5 +42,8 @@ def test_byol_gives_the_pinned_losses(tiny_files, tmp_path, output):
                                                      "data.output": output})))
     lines = (out / "metrics.jsonl").read_text().splitlines()
     losses = [r["loss"] for r in map(json.loads, lines) if r["kind"] == "step"]
-    np.testing.assert_allclose(losses, BYOL_LOSSES, rtol=1e-4)
+    # 1e-3: on 2026-12-03's host (same image, another CPU under it) step 7's loss came out
+    # 1.1e-4 relative off the pinned value, steps 1-4 within 2e-6: rounding that compounds over
+    # the optimizer steps. (test_the_loader_draws_the_pinned_batch keeps 1e-6 on the batches)
+    np.testing.assert_allclose(losses, BYOL_LOSSES, rtol=1e-3)
     assert result["rankme"] == pytest.approx(16.45493446529565, rel=1e-3)
