@@ -155,8 +155,8 @@ def calibrate(name: str, calib_file: Path, out: Path, batch_size: int, fields: d
     cfg = load_config(None, [f"{k}={v}" for k, v in base.items()] + list(overrides))
     full, g = min(cfg.view_list()[0].hw), cfg.progressive
     sides = stage_sizes(g.min_size, full, g.step) if g.min_size else [full]
-    step_s = {}
     sides = [only] if only is not None else sides
+    step_s = {}
     for side in sides:
         run_dir = out / "calibration" / f"{name}_{side}px"
         run({**base, "train.out": run_dir, "progressive.min_size": 0,
@@ -217,7 +217,7 @@ def box_slowdown(names: list[str], calib_file: Path, out: Path, batch_size: int,
                  overrides: list[str]) -> float:
     """How much slower this box runs now than when the table's first finished method was
     planned: that method calibrated again at its full size, now over then. The same host can
-    change speed between sessions (this one measured 1.45x slower on 2026-12-03 than on
+    change speed between sessions (this one measured 1.54x slower on 2026-12-03 than on
     12-02 for the same SimCLR steps), so a method planned in a later session gets the budget
     times this factor: the same work the others got, not fewer epochs. 1.0 with no finished
     method to compare."""
