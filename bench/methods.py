@@ -204,15 +204,6 @@ def plan_file(out: Path, name: str) -> Path:
     return out / "plans" / f"{name}.json"
 
 
-def plan_of(run_dir: Path, step_s: dict, slowdown: float = 1.0) -> dict:
-    """A finished run's plan rebuilt from its config.yaml (its epochs and their sizes) and the
-    speeds its row kept, for rows whose plan was lost."""
-    from jessl.config import load_config
-    cfg = load_config(run_dir / "config.yaml", [])
-    return {"step_s": step_s, "epochs": cfg.train.epochs, "slowdown": slowdown,
-            "sizes": size_schedule(cfg, cfg.train.epochs)}
-
-
 def box_slowdown(names: list[str], calib_file: Path, out: Path, batch_size: int, recipes: str,
                  overrides: list[str]) -> float:
     """How much slower this box runs now than when the table's first finished method was
@@ -300,12 +291,6 @@ def main(argv=None) -> int:
         run_dir = out / name
         done = saved(run_dir / "row.json")  # finished in an earlier session: read back
         if done is not None:
-            if "planned_minutes" not in done and done.get("step_s"):  # saved before the column
-                try:  # its config names the training file, whose image size picks the views
-                    done["planned_minutes"] = planned_minutes(plan_of(
-                        run_dir, done["step_s"], done.get("slowdown", 1.0)), steps_per_epoch)
-                except FileNotFoundError:
-                    pass  # the table shows "-"
             rows[name] = done
             baseline = baseline or saved(out / "random_init" / "row.json") or {}
             print(f"{name}: done before ({run_dir / 'row.json'})")
@@ -343,7 +328,7 @@ def main(argv=None) -> int:
         save(run_dir / "row.json", metrics)
         if not baseline:
             baseline = saved(out / "random_init" / "row.json") or random_init_row(
-                model, train_file, val_file, out / "random_init",
+                model, train_file, val_file, out / "random_init" / "features",
                 metrics.get("knn_top1_random_init"))
             save(out / "random_init" / "row.json", baseline)
         (out / "method_table.json").write_text(json.dumps(
