@@ -53,7 +53,7 @@ class DataConfig:
     train: str = ""  # dataset file (jessl convert) the network is pretrained on
     val: str = ""  # dataset file for the per-epoch probe accuracy and the final kNN; "" = none
     views: str = ""  # view preset (jessl.data.views.PRESETS); "" = the method's own, + "_cifar" for images <= 64 px
-    view_set: str = ""  # fields of the preset's views to change, "V.FIELD=VALUE;..." with V a view index or all, pairs as a:b (e.g. "2.scale=0.02:0.08"): one augmentation knob varied without a new preset; "" = the preset as it is
+    view_set: str = ""  # fields of the preset's views to change, "V.FIELD=VALUE;..." with V a view index, all, global (views 0-1) or local (2 on: multi-crop's local crops), pairs as a:b (e.g. "2.scale=0.02:0.08"): one augmentation knob varied without a new preset; "" = the preset as it is
     local_views: int | None = None  # multi-crop (SwAV, Caron et al. 2020, section 3.2): the 2 global views + this many local ones of the multicrop preset, from one decode; None = the method's preset as it is (multicrop: 6 local, SwAV section 4's 2x224 + 6x96; two-view presets: 0). Methods with multicrop = True or a multi-crop preset take it
     batch_size: int = 256  # images per optimizer step over all processes (global batch), SimCLR/BYOL/VICReg use 4096 on TPUs; 256 is the Cookbook's single-node default
     threads: int = 0  # loader threads per process; 0 = every core this process may use

@@ -208,22 +208,29 @@ def parse_field(name: str, text: str):
 
 def set_fields(views: list[View], spec: str) -> list[View]:
     """The views with some fields set by `spec`, `data.view_set`'s syntax: "V.FIELD=VALUE"
-    assignments separated by ";", V a view's index from 0 or "all" (`2.scale=0.02:0.08;
-    all.grey_p=0.5`). One knob of a preset varied from the config, as a study's grid does,
-    without a preset per value. ValueError naming the assignment that cannot apply."""
+    assignments separated by ";", applied in order; V a view's index from 0, "all", "global"
+    (views 0 and 1, the pair every preset starts with) or "local" (views 2 on: a multi-crop
+    preset's local crops, however many `data.local_views` made) (`2.scale=0.02:0.08;
+    all.grey_p=0.5`, `global.scale=0.2:1;local.scale=0.05:0.2`). One knob of a preset varied
+    from the config, as a study's grid does, without a preset per value. ValueError naming the
+    assignment that cannot apply."""
     views = list(views)
+    groups = {"all": range(len(views)), "global": range(min(2, len(views))),
+              "local": range(2, len(views))}
     for item in filter(None, (part.strip() for part in spec.split(";"))):
         target, sep, value = item.partition("=")
         index, dot, name = target.strip().partition(".")
         if not sep or not dot:
-            raise ValueError(f"{item!r}: write VIEW.FIELD=VALUE, VIEW a view index or 'all'")
-        if index == "all":
-            chosen = range(len(views))
+            raise ValueError(f"{item!r}: write VIEW.FIELD=VALUE, VIEW a view index, 'all', "
+                             f"'global' or 'local'")
+        if index in groups and len(groups[index]):
+            chosen = groups[index]
         elif index.isdigit() and int(index) < len(views):
             chosen = [int(index)]
         else:
-            raise ValueError(f"{item!r}: view {index!r} is not one of 0..{len(views) - 1} or "
-                             f"'all' ({len(views)} views)")
+            raise ValueError(f"{item!r}: view {index!r} is not one of 0..{len(views) - 1}, "
+                             f"'all', 'global' or 'local' (with views beyond the first two) "
+                             f"({len(views)} views)")
         try:
             parsed = parse_field(name, value)
             for i in chosen:
