@@ -10,8 +10,9 @@ Measured here, in this run: jessl's Loader (`--workers` threads; a warm-up epoch
 epoch per run) in two outputs: "jessl", normalised float32 batches (its default, what a CPU
 training step takes), and "jessl, uint8", the views as uint8 pixels (`output="uint8"`: what
 FFCV's decoder, flip, ToTensor and ToTorchImage give, its NormalizeImage then running on the
-GPU; a quarter of the bytes to write, 0.15 against 0.6 MB a 224 px view), torchvision v2 in a DataLoader with `--workers` processes reading the same
-stored JPEG bytes with Pillow (`jessl.benchmarks.loader`), as its docs write it and with
+GPU; a quarter of the bytes to write, 0.15 against 0.6 MB a 224 px view), torchvision v2 in a DataLoader with `--workers` persistent processes reading the same
+stored JPEG bytes with Pillow (`jessl.benchmarks.loader`; a warm-up epoch, then one timed epoch
+per run, as jessl), as its docs write it and with
 `torch.set_flush_denormal(True)` in each worker (what a careful user runs), and the bare
 libjpeg-turbo decode of every image (the floor). Each figure is the median of `--repeats` runs.
 FFCV's figures cannot be measured here (FFCV needs system libraries this project does not
@@ -105,7 +106,8 @@ def measure(name: str, path: str, args) -> list[dict]:
                                                    args.workers, output))
             for key, tuned in (("torchvision", False), ("torchvision, flush-denormal", True)):
                 runs[key].append(torchvision_pairs_per_s(path, views, tv_images,
-                                                         args.batch_size, args.workers, tuned))
+                                                         args.batch_size, args.workers, tuned,
+                                                         warmup=True))
         row = {"data": name, "pipeline": pipeline, "images": images, "tv_images": tv_images,
                **{k: statistics.median(v) for k, v in runs.items()},
                **FFCV_REFERENCE.get((name, pipeline), {"FFCV 1.0.2": None, "FFCV-SSL": None}),
@@ -149,8 +151,8 @@ def main(argv=None) -> int:
                     help="NAME=PATH of a dataset file (repeatable); default: the ImageNet sample "
                          f"converted to a temporary folder ({ORIGINALS}, {STORED_256})")
     ap.add_argument("--images", type=int, default=1000, help="records per jessl epoch")
-    ap.add_argument("--tv-images", type=int, default=256,
-                    help="records per torchvision epoch (it runs at 30-900 pairs/s)")
+    ap.add_argument("--tv-images", type=int, default=1000,
+                    help="records per torchvision epoch (issue 17's protocol: 1,000, like jessl's)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2, help="jessl threads = torchvision workers")
     ap.add_argument("--repeats", type=int, default=3, help="runs per figure (median)")

@@ -86,7 +86,8 @@ class TorchvisionPairs(torch.utils.data.Dataset):
         if self.reader is None:
             self.reader = Reader(self.path)
         if int(self.reader.index["image.encoding"][i]) == RAW:
-            image = Image.fromarray(self.reader.read_image(i).squeeze(-1))
+            pixels = self.reader.read_image(i)  # (H, W, C): Pillow takes grey as (H, W)
+            image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
         else:
             image = Image.open(io.BytesIO(self.reader.blob(i).tobytes()))
         image = image.convert("RGB")
@@ -103,15 +104,23 @@ def _single_thread(_):
 
 
 def torchvision_pairs_per_s(path, views, n: int, batch_size: int, workers: int,
-                            tuned: bool, on_tensors: bool = True) -> float:
-    """Pairs/s of a DataLoader with `workers` processes over one epoch of `n` images, timed from
-    `iter()` (forked workers start in milliseconds; prefetching cannot hide any work)."""
+                            tuned: bool, on_tensors: bool = True, warmup: bool = False) -> float:
+    """Pairs/s of a DataLoader with `workers` processes over one epoch of `n` images.
+
+    Without `warmup` the epoch is timed from `iter()`, workers' start included. With it, the
+    workers persist and a first, untimed epoch pays for their start, their imports and the
+    first batches' allocations (issue 17's protocol: a warm-up epoch, then timed epochs), so
+    the figure is the steady-state throughput of a long training run's loader."""
     dataset = TorchvisionPairs(path, views, n, on_tensors)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, shuffle=True, drop_last=False,
         worker_init_fn=_flush_denormal if tuned else _single_thread,
-        multiprocessing_context="fork" if "fork" in torch.multiprocessing.get_all_start_methods()
-        else None)
+        persistent_workers=warmup and workers > 0,
+        multiprocessing_context="fork" if workers > 0 and "fork" in
+        torch.multiprocessing.get_all_start_methods() else None)
+    if warmup:
+        for _ in loader:
+            pass
     start, pairs = time.perf_counter(), 0
     for batch in loader:
         pairs += len(batch[0])
