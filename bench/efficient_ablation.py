@@ -91,6 +91,27 @@ def _base_lr(method: str) -> float:
                                                       load_config(RECIPE).optim.lr))
 
 
+def run_name(method: str, setting: str, seed) -> str:
+    """A run's folder name in --out: simclr_F1-CLR_SPL_s0."""
+    return f"{method}_{setting.replace(' ', '_').replace('+', '_')}_s{seed}"
+
+
+def finished_cells(out: Path, methods: list[str]) -> dict:
+    """{(method, setting): [results, by seed]} of every finished run in `out`, whatever call
+    ran it: a call with other --settings or --seeds into the same --out adds its rows to
+    table3.md and ablation.json instead of replacing the earlier ones."""
+    cells: dict = {}
+    for method in methods:
+        for name, *_ in SETTINGS:
+            prefix = run_name(method, name, "")
+            seeds = sorted(int(d.name[len(prefix):]) for d in out.glob(prefix + "*")
+                           if d.name[len(prefix):].isdigit() and (d / "results.json").is_file())
+            for seed in seeds:
+                results = out / run_name(method, name, seed) / "results.json"
+                cells.setdefault((method, name), []).append(json.loads(results.read_text()))
+    return cells
+
+
 def run_cell(out: Path, train_file: Path, val_file: Path, fields: dict, seed: int) -> dict:
     """One training run (or its results.json when it finished before)."""
     from jessl.config import load_config
@@ -271,12 +292,16 @@ def main(argv=None) -> int:
                 continue
             fields = overrides(method, f1clr, spl, ha, args)
             for seed in (int(s) for s in args.seeds.split(",")):
-                slug = f"{method}_{name.replace(' ', '_').replace('+', '_')}_s{seed}"
-                result = run_cell(out / slug, train_file, val_file, fields, seed)
+                result = run_cell(out / run_name(method, name, seed), train_file, val_file,
+                                  fields, seed)
                 cells.setdefault((method, name), []).append(result)
                 (out / "ablation.json").write_text(json.dumps(
                     {"args": vars(args), "runs": {f"{m}/{n}": r for (m, n), r in cells.items()}},
                     indent=1) + "\n")
+    cells = finished_cells(out, methods)  # with the rows of earlier calls into this --out
+    (out / "ablation.json").write_text(json.dumps(
+        {"args": vars(args), "runs": {f"{m}/{n}": r for (m, n), r in cells.items()}},
+        indent=1) + "\n")
     text = (f"## Ours (CIFAR-10, {args.images:,} training images, small_cnn)\n\n"
             + table(cells, methods) +
             "\n\n## The paper's Table 3 (SimSiam, ResNet-50, Imagenette)\n\n" + paper_table() + "\n")
