@@ -30,7 +30,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -112,22 +111,19 @@ def finished_cells(out: Path, methods: list[str]) -> dict:
     return cells
 
 
-def run_cell(out: Path, train_file: Path, val_file: Path, fields: dict, seed: int) -> dict:
-    """One training run (or its results.json when it finished before)."""
+def run_cell(out: Path, train_file: Path, val_file: Path, fields: dict, seed: int) -> None:
+    """One training run into `out`, unless it finished before (its results.json, which the
+    table reads back: `finished_cells`)."""
     from jessl.config import load_config
     from jessl.train.trainer import train
-    results = out / "results.json"
-    if results.is_file():
-        return json.loads(results.read_text())
+    if (out / "results.json").is_file():
+        return
     fields = {**fields, "data.train": train_file, "data.val": val_file, "train.seed": seed,
               "train.out": out}
     cfg = load_config(RECIPE, [f"{k}={v}" for k, v in fields.items()])
     if (out / "checkpoints").is_dir():
         cfg.set("train.resume", "auto")
-    start = time.perf_counter()
-    metrics = train(cfg)
-    metrics["run_minutes"] = (time.perf_counter() - start) / 60
-    return metrics
+    train(cfg)
 
 
 def predict_flops(method: str, args) -> dict:
@@ -284,7 +280,6 @@ def main(argv=None) -> int:
                            out / f"cifar10_test_{val_images}.jessl", val_images)
     methods = args.methods.split(",")
     wanted = args.settings.split(",")
-    cells: dict = {}
     warm_up(train_file, methods)
     for method in methods:
         for name, f1clr, spl, ha in SETTINGS:
@@ -292,16 +287,12 @@ def main(argv=None) -> int:
                 continue
             fields = overrides(method, f1clr, spl, ha, args)
             for seed in (int(s) for s in args.seeds.split(",")):
-                result = run_cell(out / run_name(method, name, seed), train_file, val_file,
-                                  fields, seed)
-                cells.setdefault((method, name), []).append(result)
+                run_cell(out / run_name(method, name, seed), train_file, val_file, fields, seed)
+                cells = finished_cells(out, methods)  # with the rows of earlier calls
                 (out / "ablation.json").write_text(json.dumps(
                     {"args": vars(args), "runs": {f"{m}/{n}": r for (m, n), r in cells.items()}},
                     indent=1) + "\n")
-    cells = finished_cells(out, methods)  # with the rows of earlier calls into this --out
-    (out / "ablation.json").write_text(json.dumps(
-        {"args": vars(args), "runs": {f"{m}/{n}": r for (m, n), r in cells.items()}},
-        indent=1) + "\n")
+    cells = finished_cells(out, methods)
     text = (f"## Ours (CIFAR-10, {args.images:,} training images, small_cnn)\n\n"
             + table(cells, methods) +
             "\n\n## The paper's Table 3 (SimSiam, ResNet-50, Imagenette)\n\n" + paper_table() + "\n")

@@ -45,16 +45,11 @@ def high_frequency_share(grey: np.ndarray) -> np.ndarray:
 
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """P(a positive view's score > the patch's), ties half (the Mann-Whitney U / n1 n2)."""
-    scores = np.concatenate([positive, negative])
-    ranks = np.empty(len(scores))
-    order = scores.argsort(kind="stable")
-    ranks[order] = np.arange(1, len(scores) + 1)
-    for value in np.unique(scores):  # average ranks of ties
-        tied = scores == value
-        ranks[tied] = ranks[tied].mean()
-    n1, n2 = len(positive), len(negative)
-    return float((ranks[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n2))
+    """P(a positive view's score > the patch's), ties half: the ROC AUC of positive (1) vs
+    patch (0)."""
+    from sklearn.metrics import roc_auc_score
+    labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    return float(roc_auc_score(labels, np.r_[positive, negative]))
 
 
 def load_views(path: str, images: int, patch: str):
@@ -75,15 +70,19 @@ def grey(x: torch.Tensor, view) -> np.ndarray:
     return np.tensordot(np.array([0.299, 0.587, 0.114]), rgb, axes=([0], [1]))
 
 
-@torch.no_grad()
-def random_init_loss(views: list[torch.Tensor], temperature: float = 0.1) -> dict:
-    """Instance loss and median cosines (anchor-positive, anchor-patch) of instance SimCLR's
-    randomly initialised network (seed 0, eval-mode batch norm: no statistics from the views)."""
-    from jessl.losses import instance_info_nce
+def random_init_model():
+    """Instance SimCLR's network at its seed-0 initialisation, batch norm in eval mode (no
+    statistics taken from the views it scores)."""
     from jessl.methods.instance_simclr import InstanceSimCLR
     from jessl.models.backbones import build_backbone
     torch.manual_seed(0)
-    model = InstanceSimCLR(build_backbone("small_cnn", cifar_stem=True)).eval()
+    return InstanceSimCLR(build_backbone("small_cnn", cifar_stem=True)).eval()
+
+
+@torch.no_grad()
+def random_init_loss(model, views: list[torch.Tensor], temperature: float = 0.1) -> dict:
+    """Instance loss and median cosines (anchor-positive, anchor-patch) of `model`."""
+    from jessl.losses import instance_info_nce
     z = [model.projector(model.backbone(v)) for v in views]
     cos = [torch.nn.functional.cosine_similarity(z[0], z[k]) for k in (1, 2)]
     return {"loss": float(instance_info_nce(z[0], z[1], z[2], temperature)),
@@ -99,10 +98,11 @@ def main(argv=None) -> int:
           "| cosine anchor-patch | high-freq. share, positive / patch | AUC of that, positive "
           "vs patch |")
     print("|---|---:|---:|---:|---:|---:|")
+    model = random_init_model()
     for patch in PATCHES:
-        views = load_views(args.data, args.images, patch)
-        init = random_init_loss(views[0])
-        share = [high_frequency_share(grey(x, view)) for x, view in zip(views[0], views[1])]
+        tensors, views = load_views(args.data, args.images, patch)
+        init = random_init_loss(model, tensors)
+        share = [high_frequency_share(grey(x, view)) for x, view in zip(tensors, views)]
         print(f"| {patch.replace(':', '-')} | {init['loss']:.3f} | {init['cos_pos']:.3f} | "
               f"{init['cos_neg']:.3f} | {np.median(share[0]):.3f} / {np.median(share[2]):.3f} "
               f"| {auc(share[0], share[2]):.3f} |")
