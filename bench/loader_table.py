@@ -113,7 +113,7 @@ def measure(name: str, path: str, args) -> list[dict]:
                                            ("torchvision, PIL ops", True, False)):
                 runs[key].append(torchvision_pairs_per_s(path, views, tv_images,
                                                          args.batch_size, args.workers, tuned,
-                                                         on_tensors, warmup=True))
+                                                         on_tensors))
         row = {"data": name, "pipeline": pipeline, "images": images, "tv_images": tv_images,
                **{k: statistics.median(v) for k, v in runs.items()},
                **FFCV_REFERENCE.get((name, pipeline), {"FFCV 1.0.2": None, "FFCV-SSL": None}),

@@ -104,13 +104,14 @@ def _single_thread(_):
 
 
 def torchvision_pairs_per_s(path, views, n: int, batch_size: int, workers: int,
-                            tuned: bool, on_tensors: bool = True, warmup: bool = False) -> float:
+                            tuned: bool, on_tensors: bool = True, warmup: bool = True) -> float:
     """Pairs/s of a DataLoader with `workers` processes over one epoch of `n` images.
 
-    Without `warmup` the epoch is timed from `iter()`, workers' start included. With it, the
-    workers persist and a first, untimed epoch pays for their start, their imports and the
-    first batches' allocations (issue 17's protocol: a warm-up epoch, then timed epochs), so
-    the figure is the steady-state throughput of a long training run's loader."""
+    With `warmup` (the default, as jessl's side is timed) the workers persist and a first,
+    untimed epoch pays for their start, their imports and the first batches' allocations
+    (issue 17's protocol: a warm-up epoch, then timed epochs), so the figure is the
+    steady-state throughput of a long training run's loader. Without it the epoch is timed
+    from `iter()`, workers' start included (how this module timed before 2026-12-03)."""
     dataset = TorchvisionPairs(path, views, n, on_tensors)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, shuffle=True, drop_last=False,
@@ -165,8 +166,8 @@ def run(path, preset: str = "simclr", columns=COLUMNS, batch_size: int = 64,
         baseline: str = "torchvision", log=print) -> dict:
     """Median pairs/s of jessl and the references per column, and their ratios.
 
-    The references read `baseline_images` images per run (default: enough for several
-    seconds, so their worker start-up is a few percent: 256 at ImageNet size, 8192 at 32 px).
+    The references read `baseline_images` images per run (default: 256 at ImageNet size,
+    8192 at 32 px), after a warm-up epoch of the same images (`torchvision_pairs_per_s`).
     """
     from jessl.runtime import keep_freed_memory
     workers = workers or len(os.sched_getaffinity(0))
