@@ -54,10 +54,24 @@ class SmallCNN(nn.Module):
     after it, as in airbench's conv-pool order) keeps every conv on the smaller map. The stem is a
     3x3 stride-1 conv with `cifar_stem` (32-64 px images); without it a 3x3 stride-2 conv and a
     max-pool divide the resolution by 4 first, as ResNet's stem does, for ImageNet-sized inputs.
+    `residual` says which stages get the residual conv (by default all but the last, whose
+    residual would hold half the parameters).
+
+    `small_cnn_fast` drops the first stage's residual: at 32 px it is the one conv on the full-
+    resolution map, 9.4M of the 43M multiply-adds but about a third of a training step's time on
+    the CPU (its activations are the largest: batch norm and ReLU there are memory-bound). On
+    the CIFAR-10 proxy (docs/recipes/cifar10.md, 5 epochs, 10k images) it reaches the same kNN
+    (47.99% against 48.12%) in 0.77x the time; spent on two more epochs of the CIFAR-10 recipe
+    it gave 61.41% kNN against 61.25% (docs/benchmarks.md), so the recipe keeps `small_cnn`.
     """
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), cifar_stem: bool = True):
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), cifar_stem: bool = True,
+                 residual: tuple[bool, ...] | None = None):
         super().__init__()
+        if residual is None:
+            residual = (True,) * (len(widths) - 1) + (False,)
+        if len(residual) != len(widths):
+            raise ValueError(f"residual names {len(residual)} stages, widths {len(widths)}")
         stem = [_conv_bn_relu(3, widths[0], stride=1 if cifar_stem else 2)]
         if not cifar_stem:
             stem.append(nn.MaxPool2d(2))
@@ -67,7 +81,7 @@ class SmallCNN(nn.Module):
             stage: list[nn.Module] = []
             if i > 0:
                 stage += [nn.MaxPool2d(2), _conv_bn_relu(c_in, w)]
-            if i < len(widths) - 1:  # the last stage's residual would hold half the parameters
+            if residual[i]:
                 stage.append(_Residual(w))
             layers.append(nn.Sequential(*stage))
             c_in = w
@@ -84,6 +98,8 @@ BACKBONES: dict[str, Callable[[bool], nn.Module]] = {
     "resnet34": _resnet("resnet34"),
     "resnet50": _resnet("resnet50"),
     "small_cnn": lambda cifar_stem: SmallCNN(cifar_stem=cifar_stem),
+    "small_cnn_fast": lambda cifar_stem: SmallCNN(cifar_stem=cifar_stem,
+                                                  residual=(False, True, True, False)),
 }
 
 

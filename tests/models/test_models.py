@@ -31,9 +31,10 @@ def test_resnet_feature_dims_and_stem(name, dim, cifar_stem):
     assert model.conv1.kernel_size == ((3, 3) if cifar_stem else (7, 7))
 
 
-def test_small_cnn_is_small_and_channels_last_safe():
+@pytest.mark.parametrize("name", ["small_cnn", "small_cnn_fast"])
+def test_small_cnn_is_small_and_channels_last_safe(name):
     torch.manual_seed(0)
-    model = build_backbone("small_cnn", cifar_stem=True).eval()
+    model = build_backbone(name, cifar_stem=True).eval()
     assert model.feature_dim == 256
     assert 300_000 <= sum(p.numel() for p in model.parameters()) <= 1_000_000
     x = torch.randn(2, 3, 32, 32)
@@ -43,6 +44,34 @@ def test_small_cnn_is_small_and_channels_last_safe():
         out_cl = model(x.to(memory_format=torch.channels_last))
     assert out.shape == (2, 256)
     torch.testing.assert_close(out_cl, out, rtol=1e-4, atol=1e-5)
+
+
+def _convs_at(model: nn.Module, px: int) -> dict[int, int]:
+    """How many convolutions run on each map size for a px x px input."""
+    sizes: dict[int, int] = {}
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(
+                lambda m, i, o: sizes.__setitem__(o.shape[-1], sizes.get(o.shape[-1], 0) + 1))
+    with torch.no_grad():
+        model(torch.randn(1, 3, px, px))
+    return sizes
+
+
+def test_small_cnn_fast_drops_only_the_full_resolution_residual():
+    # small_cnn: stem + residual at 32 px, widen + residual at 16 and 8, widen at 4;
+    # small_cnn_fast: the same without the 32 px residual (a third of the step's time)
+    assert _convs_at(build_backbone("small_cnn", cifar_stem=True), 32) == {32: 2, 16: 2, 8: 2, 4: 1}
+    assert _convs_at(build_backbone("small_cnn_fast", cifar_stem=True), 32) == {
+        32: 1, 16: 2, 8: 2, 4: 1}
+
+
+def test_small_cnn_residual_must_name_every_stage():
+    from jessl.models.backbones import SmallCNN
+    with pytest.raises(ValueError, match="residual names 3 stages, widths 4"):
+        SmallCNN(residual=(True, True, False))
+    # by default every stage but the last has one, whatever the number of stages
+    assert _convs_at(SmallCNN(widths=(4, 8)), 32) == {32: 2, 16: 1}
 
 
 def test_small_cnn_stem_downsamples_without_cifar_stem():
@@ -55,7 +84,7 @@ def test_small_cnn_stem_downsamples_without_cifar_stem():
 
 
 def test_registry_and_unknown_names():
-    assert {"resnet18", "resnet34", "resnet50", "small_cnn"} <= set(BACKBONES)
+    assert {"resnet18", "resnet34", "resnet50", "small_cnn", "small_cnn_fast"} <= set(BACKBONES)
     with pytest.raises(ValueError, match="unknown backbone"):
         build_backbone("resnet19")
 
