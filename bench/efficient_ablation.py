@@ -103,11 +103,11 @@ def finished_cells(out: Path, methods: list[str]) -> dict:
     for method in methods:
         for name, *_ in SETTINGS:
             prefix = run_name(method, name, "")
-            seeds = sorted(int(d.name[len(prefix):]) for d in out.glob(prefix + "*")
-                           if d.name[len(prefix):].isdigit() and (d / "results.json").is_file())
-            for seed in seeds:
-                results = out / run_name(method, name, seed) / "results.json"
-                cells.setdefault((method, name), []).append(json.loads(results.read_text()))
+            runs = sorted((int(d.name[len(prefix):]), d) for d in out.glob(prefix + "*")
+                          if d.name[len(prefix):].isdigit() and (d / "results.json").is_file())
+            for _, run in runs:  # by seed
+                results = json.loads((run / "results.json").read_text())
+                cells.setdefault((method, name), []).append(results)
     return cells
 
 

@@ -16,9 +16,9 @@ DataLoader with `--workers` persistent processes reading the same stored JPEG by
 ways: as its docs write it (ToImage first, the ops on uint8 tensors), the same with
 `torch.set_flush_denormal(True)` in each worker (what a careful user runs), and with the ops
 on PIL images up to PILToTensor ("PIL ops": Pillow's resize and colour ops, the blur still
-torch's, flush-denormal on; also a way its docs write a pipeline), so the table also gives jessl's ratio to the fastest of the three; and
-the bare libjpeg-turbo decode of every image (the floor). Each figure is the median of
-`--repeats` runs.
+torch's, flush-denormal on; also a way its docs write a pipeline), with jessl's ratio to the
+fastest of the three; and the bare libjpeg-turbo decode of every image (the floor). Each
+figure is the median of `--repeats` runs.
 FFCV's figures cannot be measured here (FFCV needs system libraries this project does not
 install): they are printed as the reference numbers issue 17 reported, with their versions.
 
