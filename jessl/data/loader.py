@@ -30,7 +30,7 @@ from jessl.data.format import RAW
 from jessl.data.order import ORDERS, batches, epoch_order, num_batches, shard
 from jessl.data.ops import normalize_lut
 from jessl.data.ops.normalize import INV255
-from jessl.data.reader import Reader, jpeg_size
+from jessl.data.reader import Reader
 from jessl.data.render import dct_factors, render_view
 from jessl.data.sampler import sample_chunk, view_configs
 from jessl.data.views import resolve_views
@@ -293,32 +293,40 @@ class _Plan:
         factors = np.ones(len(chunk), np.int64) if self.loader.exact else \
             dct_factors(ints, self.cfgs)
         blobs, sizes = {}, []
-        for j in jpegs:
-            blob = reader.blob(int(chunk[j]), field)
+        # the blobs sliced straight from the map (the rows are already gathered; reader.blob
+        # would look each one up again), with Python ints: numpy scalars cost more per image
+        data, starts, ends = reader.data, offsets.tolist(), \
+            (offsets + rows[f"{field}.nbytes"].astype(np.int64)).tolist()
+        hs, ws, cs, fs = heights.tolist(), widths.tolist(), channels.tolist(), factors.tolist()
+        for j in jpegs.tolist():
+            blob = data[starts[j]:ends[j]]
             # the JPEG's own size must be the index's (the crop boxes were drawn from it), and
             # is checked before anything is allocated for the decode
-            where = f"{reader.path}: record {chunk[j]}"
-            jpeg_h, jpeg_w = jpeg_size(blob, where, LoaderError)
-            if (jpeg_h, jpeg_w) != (heights[j], widths[j]):
-                raise LoaderError(f"{where}: JPEG is {jpeg_w}x{jpeg_h} but the index says "
-                                  f"{widths[j]}x{heights[j]}")
             try:
-                h, w, _, _ = simplejpeg.decode_jpeg_header(
-                    blob, min_height=-(-int(heights[j]) // factors[j]),
-                    min_width=-(-int(widths[j]) // factors[j]))
+                h, w, _, _ = simplejpeg.decode_jpeg_header(blob)
             except ValueError as err:
-                raise LoaderError(f"{reader.path}: record {chunk[j]}: corrupt JPEG: {err}") \
-                    from None
-            blobs[j] = blob
+                raise LoaderError(f"{reader.path}: record {chunk[j]}: corrupt JPEG header: "
+                                  f"{err}") from None
+            if h != hs[j] or w != ws[j]:
+                raise LoaderError(f"{reader.path}: record {chunk[j]}: JPEG is {w}x{h} but the "
+                                  f"index says {ws[j]}x{hs[j]}")
+            if fs[j] > 1:  # the smallest DCT scale that still covers every view's need
+                try:
+                    h, w, _, _ = simplejpeg.decode_jpeg_header(
+                        blob, min_height=-(-h // fs[j]), min_width=-(-w // fs[j]))
+                except ValueError as err:
+                    raise LoaderError(f"{reader.path}: record {chunk[j]}: corrupt JPEG: "
+                                      f"{err}") from None
+            blobs[j] = (blob, h, w)
             src_h[j], src_w[j] = h, w
-            sizes.append(h * w * channels[j])
+            sizes.append(h * w * cs[j])
         decoded = np.empty(max(1, sum(sizes)), np.uint8)
         at = 0
-        for j, size in zip(jpegs, sizes):
+        for (j, (blob, h, w)), size in zip(blobs.items(), sizes):
             try:
-                simplejpeg.decode_jpeg(blobs[j], colorspace="GRAY" if channels[j] == 1 else "RGB",
-                                       strict=False, min_height=int(src_h[j]),
-                                       min_width=int(src_w[j]), buffer=decoded[at:at + size])
+                simplejpeg.decode_jpeg(blob, colorspace="GRAY" if cs[j] == 1 else "RGB",
+                                       strict=False, min_height=h, min_width=w,
+                                       buffer=decoded[at:at + size])
             except ValueError as err:
                 raise LoaderError(f"{reader.path}: record {chunk[j]}: corrupt JPEG: {err}") \
                     from None

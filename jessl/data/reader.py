@@ -109,6 +109,12 @@ class Reader:
             raise IndexError(f"{self.path}: record {i} out of range (file has {n} records)")
         return self.index[i % n]
 
+    @property
+    def data(self) -> np.ndarray:
+        """The whole blob region as one read-only uint8 view (a blob is data[offset:offset +
+        nbytes] of its index row): the loader slices a gathered chunk's blobs from it directly."""
+        return self._data
+
     def blob(self, i: int, field: str = "image") -> np.ndarray:
         """The stored bytes of a blob field of record i, as a read-only uint8 view (no copy)."""
         row = self._row(i)
