@@ -39,10 +39,14 @@ def info_nce(
     z2: Tensor,
     temperature: float = 0.1,  # SimCLR paper, Table 5 (ImageNet); CIFAR runs often use 0.5
     gather: Gather | None = None,
+    decoupled: bool = False,
 ) -> Tensor:
     """SimCLR's NT-Xent (Chen et al. 2020, eq. 1): 2N-way softmax over cosine similarities, each of
     the 2N views an anchor whose positive is its other view; mean over the 2N anchors.
-    z1, z2: (B, D), any scale (cosine similarity)."""
+    z1, z2: (B, D), any scale (cosine similarity).
+
+    `decoupled`: DCL (Yeh et al., ECCV 2022, eq. 6): the positive leaves the denominator,
+    -s_pos / t + log sum over the 2N - 2 negatives of exp(s_neg / t)."""
     z1, z2 = _gather_pair(z1, z2, gather)  # (N, D) each
     n = z1.shape[0]
     z = F.normalize(torch.cat([z1, z2], dim=0), dim=1)  # (2N, D)
@@ -52,6 +56,11 @@ def info_nce(
     logits = logits.masked_fill(self_mask, float("-inf"))
     idx = torch.arange(n, device=z.device)
     targets = torch.cat([idx + n, idx])  # (2N,) row i's positive is its other view
+    if decoupled:
+        rows = torch.arange(2 * n, device=z.device)
+        positive = logits[rows, targets]
+        negatives = logits.index_put((rows, targets), logits.new_tensor(float("-inf")))
+        return (torch.logsumexp(negatives, dim=1) - positive).mean()
     return F.cross_entropy(logits, targets)
 
 

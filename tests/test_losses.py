@@ -52,14 +52,16 @@ def cos(a, b):
     return dot / (na * nb)
 
 
-def ref_nt_xent(z1, z2, t):
-    # SimCLR eq. 1: l(i, j) = -log exp(s_ij / t) / sum_{k != i} exp(s_ik / t), over all 2N anchors.
+def ref_nt_xent(z1, z2, t, decoupled=False):
+    # SimCLR eq. 1: l(i, j) = -log exp(s_ij / t) / sum_{k != i} exp(s_ik / t), over all 2N anchors;
+    # decoupled: DCL (Yeh et al. 2022) eq. 6, the positive j out of the denominator as well.
     views = [z1[i] for i in range(len(z1))] + [z2[i] for i in range(len(z2))]
     n = len(z1)
     total = 0.0
     for i in range(2 * n):
         j = (i + n) % (2 * n)
-        denom = sum(torch.exp(cos(views[i], views[k]) / t) for k in range(2 * n) if k != i)
+        skip = (i, j) if decoupled else (i,)
+        denom = sum(torch.exp(cos(views[i], views[k]) / t) for k in range(2 * n) if k not in skip)
         total = total - torch.log(torch.exp(cos(views[i], views[j]) / t) / denom)
     return total / (2 * n)
 
@@ -192,6 +194,15 @@ def ref_instance(a, p, n, t):
 def test_info_nce_matches_reference(t):
     inputs = [leaf(B, D, seed=1), leaf(B, D, seed=2)]
     assert_same(lambda a, b: L.info_nce(a, b, t), lambda a, b: ref_nt_xent(a, b, t), inputs)
+
+
+@pytest.mark.parametrize("t", [0.1, 0.5])
+def test_decoupled_info_nce_matches_reference(t):
+    inputs = [leaf(B, D, seed=1), leaf(B, D, seed=2)]
+    v = assert_same(lambda a, b: L.info_nce(a, b, t, decoupled=True), lambda a, b: ref_nt_xent(a, b, t, decoupled=True),
+                    inputs)
+    # the positive out of the denominator: always below NT-Xent (its denominator is larger)
+    assert v < L.info_nce(*(x.detach() for x in inputs), t)
 
 
 def test_vicreg_matches_reference():

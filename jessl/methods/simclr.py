@@ -18,6 +18,9 @@ from .base import Method, StepOutput, apply_head, crop_pairs, encode, mean_over_
 @dataclass
 class SimCLROptions:
     temperature: float = 0.1  # SimCLR Table 5 (ImageNet, batch 4096); 0.5 on CIFAR-10, appendix B.9
+    # DCL (Yeh et al. 2022): the positive pair out of the softmax's denominator, which they find
+    # matters most at small batches (their Fig. 1, batch 32-256)
+    decoupled: bool = False
 
 
 class SimCLR(Method):
@@ -51,6 +54,6 @@ class SimCLR(Method):
         h = encode(self.backbone, views)  # V x (B, F)
         z = apply_head(self.projector, h)  # V x (B, D)
         loss = mean_over_pairs(lambda g, v: info_nce(z[g], z[v], self.opts.temperature,
-                                                     self.gather),
+                                                     self.gather, self.opts.decoupled),
                                crop_pairs(len(views), symmetric=True))
         return StepOutput(loss, h[0].detach(), z[0].detach())
