@@ -111,6 +111,7 @@ def main(argv=None) -> int:
     ones = [loader_seconds(one) for _ in range(args.repeats)]
     manys = [loader_seconds(many) for _ in range(args.repeats)]
     loader_one = statistics.median(cpu for _, cpu in ones)
+    loader_one_wall = statistics.median(wall for wall, _ in ones)
     loader_many = statistics.median(wall for wall, _ in manys)
     total = sum(t.values())
     print(f"{args.data}: {images} images, views {args.views}, batch {args.batch_size}; "
@@ -122,6 +123,8 @@ def main(argv=None) -> int:
     print(f"  loader, 1 thread: {1e6 * loader_one / images:8.1f} CPU us/image; beyond the "
           f"stages' sum: {1e6 * (loader_one - total) / images:+.1f} us/image (threads, futures, "
           f"hand-off, the caller)")
+    print(f"  loader, 1 thread: {1e6 * loader_one_wall / images:8.1f} wall us/image (wall above "
+          f"CPU: time the worker thread or the caller waited)")
     print(f"  loader, {args.threads} threads: {images / loader_many:,.0f} images/s wall "
           f"(depends on what else runs on the machine)")
     return 0
