@@ -19,12 +19,16 @@ on PIL images up to PILToTensor ("PIL ops": Pillow's resize and colour ops, the 
 torch's, flush-denormal on; also a way its docs write a pipeline), with jessl's ratio to the
 fastest of the three; and the bare libjpeg-turbo decode of every image (the floor). Each
 figure is the median of `--repeats` runs.
-FFCV's figures cannot be measured here (FFCV needs system libraries this project does not
-install): they are printed as the reference numbers issue 17 reported, with their versions.
+FFCV needs system libraries this project does not install, so its figures are printed as the
+reference numbers issue 17 reported, with their versions; given `--ffcv-python` (the Python of a
+virtual environment with FFCV 1.0.2: `bench/loader_ffcv.py` says how to make one), FFCV 1.0.2's
+crops+flip pair is also measured in this run, on the same photos, by `bench/loader_ffcv.py`,
+uint8 and float, with jessl's ratio to each: the fair ratio the 1.5x target asks for.
 
     python bench/loader_table.py                       # the ImageNet sample, originals and 256 px
     python bench/loader_table.py --images 64 --tv-images 64 --repeats 1    # a quick check
     python bench/loader_table.py --data "held-out 224 px photos=heldout.jessl"
+    python bench/loader_table.py --ffcv-python /tmp/ffcv-venv/bin/python   # FFCV beside
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +50,9 @@ SAMPLE = ROOT.parent / "shared" / "data" / "imagenet_sample1000"
 PIPELINES = ("crops+flip", "full")
 ORIGINALS, STORED_256, HELD_OUT = ("ImageNet originals", "ImageNet stored at 256",
                                    "held-out 224 px photos")
+
+# how bench/loader_ffcv.py stores the sample for each default file (--ffcv-python)
+FFCV_MAX_SIDE = {ORIGINALS: None, STORED_256: 256}
 
 # Reference figures from issue 17 (filed 2026-12-02; pairs/s, 1,000 images, two 224 px views,
 # batch 64, 2 workers, medians of 2 timed epochs after a warm-up, on the 2-core dev box):
@@ -91,12 +99,33 @@ def make_files(folder: Path) -> dict[str, str]:
     return {name: str(path) for name, path in files.items()}
 
 
+def ffcv_measured(python: str, max_side: int | None, args) -> dict:
+    """FFCV 1.0.2's crops+flip pair on the ImageNet sample, measured now by
+    `bench/loader_ffcv.py` in the virtual environment whose Python is `python`."""
+    with tempfile.TemporaryDirectory(prefix="jessl-ffcv-") as tmp:
+        out = Path(tmp) / "ffcv.json"
+        cmd = [python, str(ROOT / "bench" / "loader_ffcv.py"), "--root", str(SAMPLE),
+               "--batch-size", str(args.batch_size), "--workers", str(args.workers),
+               "--repeats", str(args.repeats), "--json", str(out)]
+        # its stderr only on failure: FFCV 1.0.2's compiled pipelines, when collected, print
+        # pages of harmless KeyErrors from numba's finalizers
+        done = subprocess.run(cmd + (["--max-side", str(max_side)] if max_side else []),
+                              stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n"
+                               f"{done.stderr[-3000:]}")
+        return json.loads(out.read_text())
+
+
 def measure(name: str, path: str, args) -> list[dict]:
     """One row per pipeline of dataset file `path`: medians of the runs and the ratios."""
     from jessl.benchmarks.loader import decode_floor_per_s, torchvision_pairs_per_s
     from jessl.data.reader import Reader
     images = min(args.images, len(Reader(path)))
     tv_images = min(args.tv_images, images)
+    # FFCV first, in its own process (its workers and compile are done when it returns)
+    ffcv = ffcv_measured(args.ffcv_python, FFCV_MAX_SIDE[name], args) \
+        if args.ffcv_python and name in FFCV_MAX_SIDE else None
     floor = statistics.median(decode_floor_per_s(path, args.workers)
                               for _ in range(args.repeats))
     rows = []
@@ -127,6 +156,12 @@ def measure(name: str, path: str, args) -> list[dict]:
             row["jessl"] / row["FFCV 1.0.2"] if row["FFCV 1.0.2"] else None
         row["jessl, uint8 / FFCV 1.0.2 (reference)"] = \
             row["jessl, uint8"] / row["FFCV 1.0.2"] if row["FFCV 1.0.2"] else None
+        if ffcv and pipeline == "crops+flip":  # FFCV 1.0.2 has none of the full pipeline's ops
+            row["FFCV 1.0.2, this run"], row["FFCV 1.0.2, uint8, this run"] = \
+                ffcv["float"], ffcv["uint8"]
+            row["jessl / FFCV 1.0.2, this run"] = row["jessl"] / ffcv["float"]
+            row["jessl, uint8 / FFCV 1.0.2, uint8, this run"] = \
+                row["jessl, uint8"] / ffcv["uint8"]
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
     return rows
@@ -139,6 +174,10 @@ def table(rows: list[dict]) -> str:
             "jessl / fastest torchvision",
             "jessl / FFCV 1.0.2 (reference)", "jessl, uint8 / FFCV 1.0.2 (reference)",
             "decode floor")
+    measured = ("FFCV 1.0.2, this run", "FFCV 1.0.2, uint8, this run",
+                "jessl / FFCV 1.0.2, this run", "jessl, uint8 / FFCV 1.0.2, uint8, this run")
+    if any(m in r for r in rows for m in measured):
+        cols += measured
 
     def fmt(value, col):
         if value is None:
@@ -149,7 +188,7 @@ def table(rows: list[dict]) -> str:
              "|---|---|" + "---:|" * len(cols)]
     for r in rows:
         lines.append(f"| {r['data']} | {r['pipeline']} | "
-                     + " | ".join(fmt(r[c], c) for c in cols) + " |")
+                     + " | ".join(fmt(r.get(c), c) for c in cols) + " |")
     return "\n".join(lines)
 
 
@@ -166,6 +205,9 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="jessl threads = torchvision workers")
     ap.add_argument("--repeats", type=int, default=3, help="runs per figure (median)")
     ap.add_argument("--json", help="also write the rows to this JSON file")
+    ap.add_argument("--ffcv-python", help="the Python of a virtual environment with FFCV 1.0.2 "
+                    "(bench/loader_ffcv.py says how to make one): FFCV's crops+flip columns are "
+                    "then measured in this run on the ImageNet sample, not only quoted")
     args = ap.parse_args(argv)
     keep_freed_memory()  # as training runs set it; forked torchvision workers inherit it
     with tempfile.TemporaryDirectory(prefix="jessl-table-") as tmp:
@@ -177,8 +219,9 @@ def main(argv=None) -> int:
     import jessl
     print(f"pairs of 224 px views per second; medians of {args.repeats} runs; batch "
           f"{args.batch_size}, {args.workers} threads/workers; jessl {jessl.__version__}, torch "
-          f"{torch.__version__}, torchvision {torchvision.__version__}; FFCV columns: issue 17's "
-          f"reference figures, not measured in this run")
+          f"{torch.__version__}, torchvision {torchvision.__version__}; FFCV 1.0.2 and FFCV-SSL: "
+          f"issue 17's reference figures; FFCV 1.0.2, this run: measured now"
+          f"{'' if args.ffcv_python else ' (not asked: --ffcv-python)'}")
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
