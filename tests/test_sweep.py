@@ -407,3 +407,14 @@ def test_a_resubmitted_slurm_sweep_leaves_queued_tasks_alone(tmp_path):
     assert [p["status"] for p in manifest["points"]] == ["submitted", "submitted", "done"]
     assert "p0 still queued or running as job 9_0" in said[0]
     assert read_manifest(out)["points"][0]["status"] == "submitted"
+
+
+def test_a_method_option_added_since_counts_at_its_default():
+    """A run saved before a method gained an option (SimCLR's `decoupled`) is the same run as
+    one saved after with that option at its default, and differs from one that sets it."""
+    from jessl.studies.sweep import same_run
+    old = {"method": {"name": "simclr", "temperature": 0.1}}
+    assert same_run(old, {"method": {"name": "simclr", "temperature": 0.1,
+                                     "decoupled": False}}) == []
+    assert same_run(old, {"method": {"name": "simclr", "temperature": 0.1,
+                                     "decoupled": True}}) == ["method.decoupled"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from jessl.config import SECTIONS, ConfigError, RunConfig
+from jessl.config import SECTIONS, ConfigError, MethodConfig, RunConfig, method_options_type
 from jessl.errors import UserError
 from jessl.files import make_folders, remove_empty_folders, write_atomic
 from jessl.studies.grid import Point, value_text
@@ -91,6 +91,8 @@ def config_value(config: dict, section: str, field: str):
     if field in values:
         return values[field]
     cls = SECTIONS.get(section)
+    if section == "method" and field != "name":  # the method's own options, flattened in
+        cls = method_options_type(values.get("name", MethodConfig.name))
     return getattr(cls(), field, _ABSENT) if cls is not None else _ABSENT
 
 
