@@ -123,7 +123,8 @@ def test_method_options_follow_the_method():
                                           "options: temperature"):
         load_config(None, ["--method.momentum", "0.99"])
     cfg.set("method.name", "simclr")  # another method: its own options at their defaults
-    assert cfg.to_dict()["method"] == {"name": "simclr", "temperature": 0.1}
+    assert cfg.to_dict()["method"] == {"name": "simclr", "temperature": 0.1,
+                                       "decoupled": False}
 
 
 def test_yaml_round_trip_with_overrides(tmp_path):
