@@ -332,5 +332,5 @@ class _Plan:
                     from None
             offsets[j] = at
             at += size
-        return (reader._data, decoded, from_raw, offsets, heights, widths, channels, src_h,
+        return (reader.data, decoded, from_raw, offsets, heights, widths, channels, src_h,
                 src_w)
