@@ -292,7 +292,7 @@ class _Plan:
         jpegs = np.flatnonzero(~from_raw)
         factors = np.ones(len(chunk), np.int64) if self.loader.exact else \
             dct_factors(ints, self.cfgs)
-        blobs, sizes = {}, []
+        todo, sizes = [], []
         # the blobs sliced straight from the map (the rows are already gathered; reader.blob
         # would look each one up again), with Python ints: numpy scalars cost more per image
         data, starts, ends = reader.data, offsets.tolist(), \
@@ -310,19 +310,15 @@ class _Plan:
             if h != hs[j] or w != ws[j]:
                 raise LoaderError(f"{reader.path}: record {chunk[j]}: JPEG is {w}x{h} but the "
                                   f"index says {ws[j]}x{hs[j]}")
-            if fs[j] > 1:  # the smallest DCT scale that still covers every view's need
-                try:
-                    h, w, _, _ = simplejpeg.decode_jpeg_header(
-                        blob, min_height=-(-h // fs[j]), min_width=-(-w // fs[j]))
-                except ValueError as err:
-                    raise LoaderError(f"{reader.path}: record {chunk[j]}: corrupt JPEG: "
-                                      f"{err}") from None
-            blobs[j] = (blob, h, w)
+            # at DCT scale 1/f libjpeg-turbo gives ceil(h / f) x ceil(w / f) (jdiv_round_up),
+            # and asked for at least that, the decode picks exactly that scale
+            h, w = -(-h // fs[j]), -(-w // fs[j])
+            todo.append((j, blob, h, w))
             src_h[j], src_w[j] = h, w
             sizes.append(h * w * cs[j])
         decoded = np.empty(max(1, sum(sizes)), np.uint8)
         at = 0
-        for (j, (blob, h, w)), size in zip(blobs.items(), sizes):
+        for (j, blob, h, w), size in zip(todo, sizes):
             try:
                 simplejpeg.decode_jpeg(blob, colorspace="GRAY" if cs[j] == 1 else "RGB",
                                        strict=False, min_height=h, min_width=w,
