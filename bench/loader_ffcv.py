@@ -63,6 +63,7 @@ class Folder:
 def write_beton(root: Path, out: Path, max_side: int | None, workers: int) -> None:
     from ffcv.fields import IntField, RGBImageField
     from ffcv.writer import DatasetWriter
+
     def image():
         return RGBImageField(write_mode="jpg", jpeg_quality=90,
                              **({"max_resolution": max_side} if max_side else {}))

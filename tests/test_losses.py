@@ -199,8 +199,8 @@ def test_info_nce_matches_reference(t):
 @pytest.mark.parametrize("t", [0.1, 0.5])
 def test_decoupled_info_nce_matches_reference(t):
     inputs = [leaf(B, D, seed=1), leaf(B, D, seed=2)]
-    v = assert_same(lambda a, b: L.info_nce(a, b, t, decoupled=True), lambda a, b: ref_nt_xent(a, b, t, decoupled=True),
-                    inputs)
+    v = assert_same(lambda a, b: L.info_nce(a, b, t, decoupled=True),
+                    lambda a, b: ref_nt_xent(a, b, t, decoupled=True), inputs)
     # the positive out of the denominator: always below NT-Xent (its denominator is larger)
     assert v < L.info_nce(*(x.detach() for x in inputs), t)
 
