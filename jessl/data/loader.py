@@ -122,8 +122,8 @@ class Loader:
         self.labels = labels if labels is not None else np.full(n, -1, np.int64)
         self.epoch = 0
         self.magnitude, self.magnitude_scales = 1.0, "jitter"
-        # a cold numba cache: a second process compiles the passes while the first batch
-        # compiles the sampler and the crop (data/warm.py)
+        # a cold numba cache: a second process compiles the passes, then the sampler, while
+        # the first batch compiles the crop (data/warm.py)
         warm.start(self.views, self.output)
 
     # --- the two knobs that may change between epochs -------------------------------------
@@ -271,8 +271,9 @@ class _Plan:
         heights = rows[f"{field}.height"].astype(np.int64)
         widths = rows[f"{field}.width"].astype(np.int64)
         channels = rows[f"{field}.channels"].astype(np.int64)
+        # while a cold start's second process compiles the sampler, its plain twin draws
         ints, floats = sample_chunk(self.loader.seed, self.epoch, chunk, heights, widths,
-                                    self.cfgs)
+                                    self.cfgs, compiled=not warm.compiling_sampler())
         sources = self.decode(chunk, rows, heights, widths, channels, ints)
         for v, (view, out) in enumerate(zip(self.views, arrays)):
             stage = np.empty((len(chunk), *view.hw, 3), np.uint8)

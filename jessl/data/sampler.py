@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from jessl.data.ops._jit import plain
 from jessl.data.ops.generate import load
+from jessl.data.ops.philox import numpy_uniforms, uniforms_kernel
 from jessl.data.ops.registry import LAYOUT, Params, recipe_row
 from jessl.data.views import View
 
@@ -35,16 +37,26 @@ def view_configs(views: list[View]) -> np.ndarray:
     return np.stack([view_config(v) for v in views])
 
 
+# The same kernel as plain Python with NumPy's Philox for the uniforms (same bits, ~30 us a view
+# against ~1 us compiled): what a cold start draws with while another process compiles the
+# kernel (data/warm.py), so the first batch does not wait the ~2.5 s its compiling takes
+PLAIN_CHUNK = plain(KERNELS.sample_chunk_kernel, [(uniforms_kernel, numpy_uniforms)])
+JIT = hasattr(KERNELS.sample_chunk_kernel, "py_func")  # a numba dispatcher: the JIT was on
+
+
 def sample_chunk(seed: int, epoch: int, records: np.ndarray, heights: np.ndarray,
-                 widths: np.ndarray, cfgs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 widths: np.ndarray, cfgs: np.ndarray,
+                 compiled: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(ints (J, V, n_int), floats (J, V, n_float)) for records of the given source sizes;
-    `cfgs` from `view_configs`, computed once per epoch by the loader. `view_params` names them."""
+    `cfgs` from `view_configs`, computed once per epoch by the loader. `view_params` names them.
+    compiled=False: the plain-Python kernel (`PLAIN_CHUNK`), the same numbers with nothing to
+    compile; also taken when the JIT is off, where it is the faster of the two."""
     j, v = len(records), len(cfgs)
     ints = np.empty((j, v, LAYOUT.n_int), np.int64)
     floats = np.empty((j, v, LAYOUT.n_float), np.float64)
-    KERNELS.sample_chunk_kernel(U64(seed & (2**64 - 1)), U64(epoch),
-                                np.asarray(records, np.int64), np.asarray(heights, np.int64),
-                                np.asarray(widths, np.int64), cfgs, ints, floats)
+    kernel = KERNELS.sample_chunk_kernel if compiled and JIT else PLAIN_CHUNK
+    kernel(U64(seed & (2**64 - 1)), U64(epoch), np.asarray(records, np.int64),
+           np.asarray(heights, np.int64), np.asarray(widths, np.int64), cfgs, ints, floats)
     return ints, floats
 
 

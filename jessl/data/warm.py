@@ -1,26 +1,31 @@
-"""The cold start: a second process compiles the loader's later passes while this one compiles
-the sampler and the crop.
+"""The cold start: a second process compiles the loader's passes, then its sampler, while this
+one compiles the crop and draws with the sampler's plain-Python twin.
 
 On a fresh install the first batch waits for numba to compile every kernel its views call,
-about 10 s of CPU for `simclr_cifar`, in one thread (numba compiles under a global lock). A
+about 8 s of CPU for `simclr_cifar`, in one thread (numba compiles under a global lock). A
 Loader built while the kernels of its passes (the registered ops' render passes the views can
-draw, and the write into the batch) are not in numba's on-disk cache starts
+draw, and the write into the batch) or its sampler are not in numba's on-disk cache starts
 `python -m jessl.data.warm`, which compiles exactly those, on one dummy view per view recipe,
-into the same cache. The loader's first chunk meanwhile compiles the sampler and the crop, then
-`wait()`s for the second process before its first pass, and loads what it compiled from disk.
-Two cores then halve the wait. Nothing computed changes: the same kernels from the same source,
-compiled by another process. If the second process fails or is slow, the loader compiles what
-is missing itself, as without it.
+into the same cache: the passes first (it says so on its stdout), then the sampler. The
+loader's first chunk meanwhile draws its parameters with `sampler.PLAIN_CHUNK` (the sampler
+as plain Python: the same numbers, ~30 us a view) and compiles the crop, then `wait()`s for
+the passes before its first pass and loads them from disk; it draws with the compiled sampler
+once the second process has exited. Two cores then overlap the compiling, and the sampler's
+~2.5 s leave the first batch's path. Nothing computed changes: the same kernels from the same
+source, compiled by another process. If the second process fails or hangs, the loader
+compiles what is missing itself, as without it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
-from dataclasses import asdict
+import time
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -35,7 +40,7 @@ from jessl.data.views import View
 TIMEOUT = 300  # s: the longest the loader waits for the second process before going on alone
 
 _LOCK = threading.Lock()
-_PENDING: list[subprocess.Popen] = []
+_PENDING: list[Compiler] = []  # the second processes still running
 
 
 def cached(kernel) -> bool:
@@ -92,41 +97,102 @@ def warm(views: list[View], output: str) -> None:
             write_pass(stage, params, view, None, np.empty((1, 3, h, w), np.uint8))
 
 
+def sampler_kernel():
+    """The generated sampler kernel (data/sampler.py), imported when asked for."""
+    from jessl.data.sampler import KERNELS
+    return KERNELS.sample_chunk_kernel
+
+
+def compile_sampler(views: list[View]) -> None:
+    """Compile the sampler for the loader's argument types on one record: the call the loader
+    makes, so the cached signature is the one it loads."""
+    from jessl.data.sampler import sample_chunk, view_configs
+    one = np.zeros(1, np.int64)
+    sample_chunk(0, 0, one, one + 8, one + 8, view_configs(views))
+
+
+@dataclass
+class Compiler:
+    """A second process compiling kernels for this one: the passes first (it prints PASSES_DONE
+    on its stdout then), then the sampler when `sampler` (it exits then)."""
+    proc: subprocess.Popen
+    sampler: bool
+    passes_done: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+PASSES_DONE = "passes compiled"
+
+
 def start(views: list[View], output: str) -> bool:
-    """Start the second process if some pass kernel is not cached; True if started. Not while
-    one is still running: its index files appear only as it finishes, and a second one would
-    compile the same kernels again (what it leaves out, the loader compiles)."""
-    if not jit_enabled() or _PENDING or all(cached(k) for k in pass_kernels(views, output)):
+    """Start the second process if some pass kernel or the sampler is not cached; True if
+    started. Not while one is still running: its index files appear only as it finishes, and a
+    second one would compile the same kernels again (what it leaves out, the loader compiles)."""
+    if not jit_enabled() or _PENDING:
+        return False
+    sampler = not cached(sampler_kernel())
+    if not sampler and all(cached(k) for k in pass_kernels(views, output)):
         return False
     import numba
     env = dict(os.environ)
     if numba.config.CACHE_DIR:  # the folder jessl chose for a read-only install: the same one
         env["NUMBA_CACHE_DIR"] = str(numba.config.CACHE_DIR)
-    spec = json.dumps({"output": output, "views": [asdict(v) for v in views]})
+    spec = json.dumps({"output": output, "sampler": sampler,
+                       "views": [asdict(v) for v in views]})
     try:
         proc = subprocess.Popen([sys.executable, "-m", "jessl.data.warm", spec], env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
     except OSError:  # no second process: the loader compiles everything itself
         return False
     with _LOCK:
-        _PENDING.append(proc)
+        _PENDING.append(Compiler(proc, sampler))
     return True
 
 
 def wait() -> None:
-    """Block until the second processes started by `start` have finished (at most TIMEOUT s;
-    one still running then is stopped). Cheap when none is pending: every chunk calls it."""
-    if not _PENDING:
+    """Block until the second processes started by `start` have compiled the passes (at most
+    TIMEOUT s; one still at it then is stopped). Cheap when none is pending: every chunk calls
+    it."""
+    if all(c.passes_done for c in _PENDING):
         return
     with _LOCK:
-        while _PENDING:
-            proc = _PENDING.pop()
-            try:
-                proc.wait(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        for c in _PENDING:
+            if c.passes_done:
+                continue
+            ready, _, _ = select.select([c.proc.stdout], [], [], TIMEOUT)
+            # the line, or "" when the process ended first (its failure: the loader compiles)
+            if not ready or c.proc.stdout.readline().strip() != PASSES_DONE:
+                stop(c)
+            c.passes_done = True
+        reap()
+
+
+def compiling_sampler() -> bool:
+    """Whether a second process is still compiling the sampler: the loader then draws with its
+    plain-Python twin (data/sampler.py), the same numbers, until the compiled one is on disk."""
+    if not any(c.sampler for c in _PENDING):
+        return False
+    with _LOCK:
+        for c in _PENDING:
+            if c.sampler and time.monotonic() - c.started > TIMEOUT:
+                stop(c)  # hung: the loader compiles the sampler itself
+        reap()
+        return any(c.sampler for c in _PENDING)
+
+
+def reap() -> None:
+    """Forget the processes that have finished (under _LOCK)."""
+    for c in [c for c in _PENDING if c.proc.poll() is not None]:
+        c.proc.stdout.close()
+        _PENDING.remove(c)
+
+
+def stop(c: Compiler) -> None:
+    """End a second process that failed or hangs: what it left out, the loader compiles."""
+    c.proc.kill()
+    c.proc.wait()
+    c.sampler = False
 
 
 def main(argv=None) -> int:
@@ -135,6 +201,12 @@ def main(argv=None) -> int:
     views = [View(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
              for d in spec["views"]]
     warm(views, spec["output"])
+    try:
+        print(PASSES_DONE, flush=True)
+    except OSError:  # the loader has exited: the sampler is still worth caching
+        pass
+    if spec.get("sampler"):
+        compile_sampler(views)
     return 0
 
 

@@ -9,8 +9,8 @@ from scipy import stats
 
 from jessl.data import sampler as S
 from jessl.data.ops import blur, color, crop, flip, noise, solarize
-from jessl.data.ops.philox import U64, uniforms_kernel
-from jessl.data.views import View
+from jessl.data.ops.philox import U64, numpy_uniforms, uniforms_kernel
+from jessl.data.views import PRESETS, View
 
 SKIP = color.SKIP
 
@@ -22,6 +22,30 @@ def test_uniforms_are_numpys_philox_stream():
         numpy = np.random.Generator(np.random.Philox(
             key=np.array(key, np.uint64), counter=np.array([0, 0, record, view], np.uint64)))
         np.testing.assert_array_equal(out, numpy.random(48))
+
+
+def test_numpys_own_philox_and_a_short_raw():
+    raw, out = np.empty(40, np.uint64), np.empty(37)
+    uniforms_kernel(U64(5), U64(2), 9, 3, raw, out)
+    plain = np.empty(37)
+    numpy_uniforms(U64(5), U64(2), 9, 3, None, plain)
+    np.testing.assert_array_equal(out, plain)
+    with pytest.raises(ValueError, match="raw must hold"):  # 37 uniforms take 10 blocks of 4
+        uniforms_kernel(U64(5), U64(2), 9, 3, np.empty(37, np.uint64), out)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_the_plain_sampler_draws_the_compiled_ones_numbers(preset):
+    # the cold start draws with the plain twin until the compiled kernel is on disk: same bits
+    rng = np.random.default_rng(len(preset))
+    records = rng.integers(0, 2**40, 150)
+    heights, widths = rng.integers(1, 900, 150), rng.integers(1, 900, 150)
+    cfgs = S.view_configs(PRESETS[preset]())
+    compiled = S.sample_chunk(2**63 + 7, 4, records, heights, widths, cfgs)
+    plain = S.sample_chunk(2**63 + 7, 4, records, heights, widths, cfgs, compiled=False)
+    assert S.JIT  # the suite runs compiled: the comparison compares two paths
+    np.testing.assert_array_equal(plain[0], compiled[0])
+    np.testing.assert_array_equal(plain[1], compiled[1])
 
 
 def _draw(view, n=4000, h=300, w=400, seed=0, epoch=0):

@@ -37,7 +37,7 @@ def test_the_kernels_to_warm_follow_the_views():
 
 
 CHILD = r"""
-import hashlib, json, sys
+import hashlib, json, sys, time
 from jessl.data import warm
 from jessl.data.loader import Loader
 from jessl.data.views import View
@@ -45,9 +45,17 @@ views = [View(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()
          for d in json.loads(sys.argv[2])]
 loader = Loader(sys.argv[1], 8, views, seed=3, num_threads=2)
 started = bool(warm._PENDING)
-batch = next(iter(loader))
-digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in batch.views)).hexdigest()
-print(json.dumps({"started": started, "digest": digest,
+digests = [hashlib.sha256(b"".join(v.numpy().tobytes() for v in next(iter(loader)).views))
+           .hexdigest()]  # epoch 0's first batch
+sampler = warm.sampler_kernel()
+compiled_here = len(sampler.signatures)  # 0: the first batch drew with the plain twin
+while warm.compiling_sampler():  # the second process goes on to compile the sampler
+    time.sleep(0.05)
+digests.append(hashlib.sha256(b"".join(v.numpy().tobytes() for v in next(iter(loader)).views))
+               .hexdigest())  # epoch 1's, all drawn after the sampler is on disk
+print(json.dumps({"started": started, "digests": digests, "compiled_here": compiled_here,
+                  "sampler_from_disk": sum(sampler.stats.cache_hits.values()),
+                  "sampler_compiled": sum(sampler.stats.cache_misses.values()),
                   "cached": all(warm.cached(k) for k in warm.pass_kernels(views, "float"))}))
 """
 
@@ -57,11 +65,15 @@ def test_a_cold_first_batch_is_the_same_batch(tmp_path):
     path = tmp_path / "raw.jessl"
     convert([(natural_like(20, 24, seed=k), 0) for k in range(16)], path, format="raw",
             workers=1, progress=False)
-    batch = next(iter(Loader(path, 8, VIEWS, seed=3, num_threads=2)))  # this process: warm cache
-    want = hashlib.sha256(b"".join(v.numpy().tobytes() for v in batch.views)).hexdigest()
+    loader = Loader(path, 8, VIEWS, seed=3, num_threads=2)  # this process: warm cache
+    want = [hashlib.sha256(b"".join(v.numpy().tobytes() for v in next(iter(loader)).views))
+            .hexdigest() for _ in range(2)]  # epochs 0 and 1: their first batches
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))  # a fresh install's cache
     out = subprocess.run([sys.executable, "-c", CHILD, str(path),
                           json.dumps([asdict(v) for v in VIEWS])], env=env, check=True,
                          capture_output=True, text=True, timeout=600)
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got == {"started": True, "digest": want, "cached": True}
+    # the same two batches: the first drawn by the plain sampler, the second by the compiled
+    # one, which the second process compiled and this one loaded from disk
+    assert got == {"started": True, "digests": want, "compiled_here": 0, "sampler_from_disk": 1,
+                   "sampler_compiled": 0, "cached": True}

@@ -25,6 +25,7 @@ import functools
 import hashlib
 import os
 import sys
+import types
 from pathlib import Path
 
 import numba
@@ -172,3 +173,31 @@ def jit_uncached(fn):
     if not _ENABLED:
         return fn
     return numba.njit(nogil=True, cache=False, fastmath=False)(fn)
+
+
+def plain(fn, substitutes=()):
+    """The plain-Python function under kernel `fn`, every kernel it calls (named in its globals)
+    replaced by its plain self in turn, and each callee in `substitutes` ((kernel, function)
+    pairs) by that function: a kernel's own `py_func` would still call its callees compiled,
+    which compiles them. Runs anywhere without numba compiling anything, and gives the kernel's
+    bits (IEEE maths both ways; tests compare)."""
+    return _plain(getattr(fn, "py_func", fn), tuple(substitutes), {})
+
+
+def _plain(fn, substitutes, done):
+    if fn in done:  # a callee reached twice (or recursion): one copy
+        return done[fn]
+    namespace = dict(fn.__globals__)  # a copy: the module's own names stay compiled
+    copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__,
+                              fn.__closure__)
+    done[fn] = copy
+    for name in fn.__code__.co_names:
+        value = namespace.get(name)
+        swap = next((new for old, new in substitutes if value is old), None)
+        if swap is not None:
+            namespace[name] = swap
+        elif hasattr(value, "py_func"):
+            namespace[name] = _plain(value.py_func, substitutes, done)
+        elif isinstance(value, types.FunctionType) and value.__module__.startswith("jessl."):
+            namespace[name] = _plain(value, substitutes, done)  # a kernel with the JIT off
+    return copy

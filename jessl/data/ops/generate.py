@@ -87,7 +87,7 @@ def source(pipeline: tuple[OpSpec, ...] = PIPELINE, where: Layout = LAYOUT) -> s
         "def sample_chunk_kernel(k0, k1, records, heights, widths, cfgs, ints, floats):",
         '    """Parameters of every (record, view) of a chunk: ints (J, V, N_INT), floats '
         '(J, V, N_FLOAT)."""',
-        "    raw = np.empty(UNIFORMS, np.uint64)",
+        "    raw = np.empty(4 * ((UNIFORMS + 3) // 4), np.uint64)  # whole Philox blocks of 4",
         "    u = np.empty(UNIFORMS, np.float64)",
         "    for j in range(records.shape[0]):",
         "        for v in range(cfgs.shape[0]):",
