@@ -2,8 +2,8 @@
 
 Each run is a fresh Python process whose NUMBA_CACHE_DIR is an empty temporary folder, as on a
 machine where jessl was just installed; a warm run reuses the last cold run's cache. Each
-repeat runs cold twice, alternating: as shipped (a second process compiles the passes,
-`jessl.data.warm`) and alone (the reference: one process compiles everything). Printed per
+repeat runs cold twice, alternating: as shipped (a second process compiles the passes, then
+the sampler, `jessl.data.warm`) and alone (the reference: one process compiles everything). Printed per
 run: seconds to import the loader, seconds from building the Loader to its first batch, and a
 checksum of that batch (the same seed must give the same bytes before and after a change).
 
@@ -34,7 +34,7 @@ def cpu():
     return r.ru_utime + r.ru_stime
 start = time.perf_counter()
 from jessl.data.loader import Loader
-if sys.argv[5] == "alone":  # the reference: no second process compiling the passes
+if sys.argv[5] == "alone":  # the reference: no second process, everything compiled here
     import jessl.data.warm
     jessl.data.warm.start = lambda *args: False
 imported, cpu0 = time.perf_counter(), cpu()
@@ -53,7 +53,7 @@ print(json.dumps({"import_s": imported - start, "first_batch_s": first - importe
 def child(data: str, views: str, batch_size: int, threads: int, cache: str,
           mode: str = "warm") -> dict:
     """One fresh process with NUMBA_CACHE_DIR=cache; its timings and checksum. mode "alone":
-    without the second process that compiles the passes (jessl.data.warm)."""
+    without the second process that compiles the passes and the sampler (jessl.data.warm)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": cache,
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", CHILD, data, views, str(batch_size),
