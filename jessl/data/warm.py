@@ -206,6 +206,10 @@ def main(argv=None) -> int:
     except OSError:  # the loader has exited: the sampler is still worth caching
         pass
     if spec.get("sampler"):
+        # lowest priority: nothing waits for it (the loader draws with the plain sampler), and
+        # at normal priority it would take a core from the first training steps
+        if hasattr(os, "nice"):  # POSIX
+            os.nice(19)
         compile_sampler(views)
     return 0
 
