@@ -1,7 +1,8 @@
 """GaussianBlur, RandomSolarize, RandomHorizontalFlip vs torchvision.transforms.v2.functional.
 
 Tolerances: blur max |diff| <= 1 level on < 0.1% of pixels (measured: 1 level on <= 0.007%;
-OpenCV sums in a different order); solarize and flip are exact (0).
+OpenCV sums in a different order, and leaves out taps worth <= 1/4096 level); solarize and
+flip are exact (0).
 """
 
 import numpy as np
@@ -11,7 +12,7 @@ import torchvision.transforms.v2.functional as F
 from scipy import stats
 from torchvision.transforms.v2.functional._misc import _get_gaussian_kernel1d
 
-from jessl.data.ops.blur import gaussian_blur, gaussian_kernel1d, sample_gaussian_blur
+from jessl.data.ops.blur import gaussian_blur, gaussian_kernel1d, sample_gaussian_blur, trimmed
 from jessl.data.ops.flip import horizontal_flip, sample_horizontal_flip
 from jessl.data.ops.solarize import sample_solarize, solarize
 from tests.data.ops.helpers import from_torch, images, max_abs_diff, noise_image, to_torch
@@ -29,6 +30,33 @@ def test_blur_matches_torchvision(kernel_size, sigma):
         assert d.max() <= 1 and (d > 0).mean() < 1e-3, (name, d.max(), (d > 0).mean())
         if sigma >= 0.7:
             assert max_abs_diff(out, img) > 20  # it does blur
+
+
+@pytest.mark.parametrize("sigma", [0.1, 0.5, 1.0, 2.0, 6.0])
+def test_trimmed_kernel_leaves_out_only_what_it_may(sigma):
+    k = gaussian_kernel1d(23, sigma)
+    for tail in (1 / 4096, 1 / 64):
+        kept = trimmed(k, tail)
+        half = len(kept) // 2
+        assert len(kept) % 2 == 1 and np.array_equal(kept, k[11 - half:12 + half])  # the middle
+        assert 255 * (k.astype(np.float64).sum() - kept.astype(np.float64).sum()) <= tail
+        if half < 11:  # one tap fewer would leave out more than allowed
+            assert 255 * (k.astype(np.float64).sum() - k[12 - half:11 + half].sum()) > tail
+    assert len(trimmed(k)) < 23 if sigma <= 2.0 else len(trimmed(k)) == 23
+    assert len(trimmed(k, 0.0)) == 23 - 2 * int((k == 0).sum() // 2)  # only exact zeros go
+
+
+def test_trimmed_blur_moves_a_level_on_rare_values():
+    rng = np.random.default_rng(3)
+    changed = total = 0
+    for name, img in images():
+        for sigma in rng.uniform(0.1, 2.0, 4):
+            full = gaussian_blur(img, 23, sigma, np.empty_like(img), tail_levels=0)
+            out = gaussian_blur(img, 23, sigma, np.empty_like(img))
+            d = np.abs(out.astype(int) - full.astype(int))
+            assert d.max() <= 1, (name, sigma)
+            changed, total = changed + (d > 0).sum(), total + d.size
+    assert changed / total < 1e-3
 
 
 def test_blur_in_place_and_bad_sizes():
