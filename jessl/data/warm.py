@@ -160,12 +160,24 @@ def wait() -> None:
         for c in _PENDING:
             if c.passes_done:
                 continue
-            ready, _, _ = select.select([c.proc.stdout], [], [], TIMEOUT)
-            # the line, or "" when the process ended first (its failure: the loader compiles)
-            if not ready or c.proc.stdout.readline().strip() != PASSES_DONE:
+            if not passes_line(c.proc):
                 stop(c)
             c.passes_done = True
         reap()
+
+
+def passes_line(proc: subprocess.Popen) -> bool:
+    """Whether the second process says, within TIMEOUT s, that it compiled the passes; False
+    if it ended first (its failure: the loader compiles them) or took too long. Where a pipe
+    cannot be waited on (Windows' select takes sockets only), waits for the process to end."""
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], TIMEOUT)
+    except (OSError, ValueError):
+        try:
+            return proc.wait(timeout=TIMEOUT) == 0
+        except subprocess.TimeoutExpired:
+            return False
+    return bool(ready) and proc.stdout.readline().strip() == PASSES_DONE
 
 
 def compiling_sampler() -> bool:

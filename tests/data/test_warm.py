@@ -77,3 +77,25 @@ def test_a_cold_first_batch_is_the_same_batch(tmp_path):
     # one, which the second process compiled and this one loaded from disk
     assert got == {"started": True, "digests": want, "compiled_here": 0, "sampler_from_disk": 1,
                    "sampler_compiled": 0, "cached": True}
+
+
+def _fake(code: str):
+    """A stand-in second process running `code`."""
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
+
+
+def test_a_failed_or_slow_second_process_leaves_the_work_to_the_loader(monkeypatch):
+    # the passes line read while the process goes on to the sampler; a crash before it is no
+    # line; a process that says nothing within TIMEOUT is stopped
+    going_on = _fake(f"import time; print({warm.PASSES_DONE!r}, flush=True); time.sleep(1)")
+    assert warm.passes_line(going_on) and going_on.poll() is None
+    going_on.wait()
+    assert not warm.passes_line(_fake("raise SystemExit(3)"))
+    monkeypatch.setattr(warm, "TIMEOUT", 0.2)
+    silent = _fake("import time; time.sleep(30)")
+    assert not warm.passes_line(silent)
+    # wait() stops it, and the loader then compiles the sampler itself: nothing is pending
+    monkeypatch.setattr(warm, "_PENDING", [warm.Compiler(silent, sampler=True)])
+    warm.wait()
+    assert silent.poll() is not None and warm._PENDING == [] and not warm.compiling_sampler()
