@@ -418,3 +418,17 @@ def test_a_method_option_added_since_counts_at_its_default():
                                      "decoupled": False}}) == []
     assert same_run(old, {"method": {"name": "simclr", "temperature": 0.1,
                                      "decoupled": True}}) == ["method.decoupled"]
+
+
+def test_a_switched_off_section_s_other_fields_do_not_make_another_run():
+    from jessl.studies.sweep import same_run
+    spl_off = {"progressive": {"min_size": 0, "step": 8, "warmup_epochs": 0.0}}
+    assert same_run(spl_off, {"progressive": {"min_size": 0}}) == []  # the trainer reads neither
+    assert same_run({"progressive": {"min_size": 16, "step": 8}},
+                    {"progressive": {"min_size": 16}}) == ["progressive.step"]
+    assert same_run(spl_off, {"progressive": {"min_size": 16, "step": 8}}) == [
+        "progressive.min_size", "progressive.warmup_epochs"]
+    ha_off = {"hard_augment": {"enabled": True, "candidates": 0, "size": 8}}
+    # the switch's own fields still count; size, read by neither run, does not
+    assert same_run(ha_off, {"hard_augment": {"enabled": False}}) == [
+        "hard_augment.candidates", "hard_augment.enabled"]

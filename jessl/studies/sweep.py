@@ -36,6 +36,14 @@ FORMAT = "jessl-sweep/1"
 # fields that change how fast a run goes, not what it computes (batches are the same whatever
 # the thread count): a restart may change them without being a different run
 RUNTIME_KEYS = {("train", "threads"), ("data", "threads"), ("train", "progress")}
+# sections a switch turns off, its fields, and whether a config's values (`get(field)`) turn it
+# off: the trainer then reads none of the section's other fields (train/trainer.py
+# view_schedule; HardAugmentConfig.active), so two runs that differ only there are the same run
+SWITCHES = {
+    "progressive": (("min_size",), lambda get: not get("min_size")),
+    "hard_augment": (("enabled", "candidates"),
+                     lambda get: not (get("enabled") and get("candidates") > 0)),
+}
 
 
 class SweepError(UserError, ValueError):
@@ -72,13 +80,21 @@ def resolve_point(base: dict | None, fixed: list[str], point: Point, out: Path,
 
 
 def same_run(a: dict, b: dict) -> list[str]:
-    """The `section.field`s where two config dicts differ, runtime-only fields left out. A field
-    one of them lacks counts at its default: a run saved before the field existed ran without
-    it, which is what a new field's default means, so a sweep still resumes after jessl gains an
-    option."""
+    """The `section.field`s where two config dicts differ, runtime-only fields and the fields of
+    a section switched off in both (`SWITCHES`) left out. A field one of them lacks counts at
+    its default: a run saved before the field existed ran without it, which is what a new
+    field's default means, so a sweep still resumes after jessl gains an option."""
     keys = sorted({(s, f) for d in (a, b) for s, sec in d.items() for f in (sec or {})})
     return [f"{s}.{f}" for s, f in keys if (s, f) not in RUNTIME_KEYS
+            and not _switched_off(a, b, s, f)
             and config_value(a, s, f) != config_value(b, s, f)]
+
+
+def _switched_off(a: dict, b: dict, section: str, field: str) -> bool:
+    """Whether `section.field` is read by neither run: its section is off in both."""
+    switch, off = SWITCHES.get(section, ((), None))
+    return off is not None and field not in switch and all(
+        off(lambda f, d=d: config_value(d, section, f)) for d in (a, b))
 
 
 _ABSENT = object()

@@ -70,13 +70,9 @@ def trimmed(k: np.ndarray, tail_levels: float = TAIL_LEVELS) -> np.ndarray:
     """The middle of the symmetric kernel `k`: the fewest taps whose left-out weights, times
     255, sum to at most `tail_levels`; the kept weights unchanged (not renormalised, so each
     output moves by at most `tail_levels` before rounding). 0 keeps every tap."""
-    half = len(k) // 2
-    outer = np.cumsum(k[:half].astype(np.float64))  # outer[i]: the weights of taps 0..i
-    for keep in range(half + 1):  # keep taps half-keep .. half+keep
-        left_out = 2 * outer[half - keep - 1] if keep < half else 0.0
-        if 255.0 * left_out <= tail_levels:
-            return k[half - keep:half + keep + 1]
-    return k
+    outer = np.cumsum(k[:len(k) // 2].astype(np.float64))  # outer[i]: taps 0..i of one side
+    drop = int(np.searchsorted(outer, tail_levels / (2 * 255.0), side="right"))  # per side
+    return k[drop:len(k) - drop]
 
 
 def sample_gaussian_blur(rng: np.random.Generator, sigma: tuple[float, float] = SIGMA,

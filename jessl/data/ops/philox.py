@@ -61,7 +61,8 @@ def uniforms_kernel(k0, k1, record, view, raw, out):
 
 def numpy_uniforms(k0, k1, record, view, raw, out):
     """`uniforms_kernel`'s stream from NumPy's own Philox, for plain Python: 13x faster there
-    than the kernel run uncompiled (the sampler's cold-start path, `jessl.data.sampler`)."""
+    than the kernel run uncompiled (the sampler's cold-start path, `jessl.data.sampler`).
+    `raw` is unused: the arguments are the kernel's, so it can stand in for it."""
     generator = np.random.Generator(np.random.Philox(
         key=np.array([k0, k1], np.uint64), counter=np.array([0, 0, record, view], np.uint64)))
     out[:] = generator.random(out.shape[0])
