@@ -1,5 +1,6 @@
 """bench/efficient_ablation.py's table keeps the rows of every call into one --out."""
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -7,10 +8,15 @@ from pathlib import Path
 BENCH = Path(__file__).parents[1] / "bench" / "efficient_ablation.py"
 
 
-def test_finished_runs_of_earlier_calls_stay_in_the_table(tmp_path):
+def _bench():
     spec = importlib.util.spec_from_file_location("bench_ablation", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_finished_runs_of_earlier_calls_stay_in_the_table(tmp_path):
+    bench = _bench()
     for name, seed, knn in (("baseline", 1, 46.6), ("baseline", 0, 46.0), ("F1-CLR", 0, 46.4),
                             ("F1-CLR+SPL", 0, 45.8)):
         run = tmp_path / bench.run_name("simclr", name, seed)
@@ -23,3 +29,29 @@ def test_finished_runs_of_earlier_calls_stay_in_the_table(tmp_path):
         ("simclr", "baseline"): [46.0, 46.6],  # by seed
         ("simclr", "F1-CLR"): [46.4],  # not F1-CLR+SPL's folder, whose name starts alike
         ("simclr", "F1-CLR+SPL"): [45.8]}
+
+
+def test_rows_at_24px_train_below_the_test_size_and_ramp_to_it(tmp_path):
+    """The @24px rows change the views' size (and so SPL's last stage), nothing else."""
+    bench = _bench()
+    from jessl.config import load_config
+    from jessl.data.views import resolve_views, set_fields
+    from jessl.train.progressive import progressive_schedule
+    rows = {name: row for name, *row in bench.SETTINGS}
+    assert "all three@24px" not in bench.DEFAULT_SETTINGS
+    ns = argparse.Namespace(efficient_epochs=12, epochs=15, spl_min_size=16, candidates=4,
+                            ha_size=16, ha_skip_small=True, ha_scorer="student", knn_every=0,
+                            f1clr_warmup=1.5, f1clr_lr_mult=1.0, baseline_lr_mult=1.0,
+                            quick=False,
+                            spl_min_magnitude=1.0)
+    small = bench.overrides("simclr", *rows["all three@24px"], ns)
+    full = bench.overrides("simclr", *rows["all three"], ns)
+    assert {k: v for k, v in small.items() if full.get(k) != v} == {
+        "data.view_set": "all.size=24"}
+    cfg = load_config(bench.RECIPE, [f"{k}={v}" for k, v in small.items()])
+    views = set_fields(resolve_views("simclr_cifar"), cfg.data.view_set)
+    assert {v.hw for v in views} == {(24, 24)}
+    sizes, _ = progressive_schedule(12, 24, cfg.progressive.min_size, cfg.optim.warmup_epochs,
+                                    cfg.progressive.step)
+    assert sizes[:2] == [24, 24] and min(sizes) == 16 and sizes[-1] == 24
+    assert "data.view_set" not in bench.overrides("simclr", *rows["baseline"], ns)
