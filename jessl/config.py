@@ -356,6 +356,12 @@ class ProgressiveConfig:
     min_magnitude: float = 1.0  # augmentation magnitude at min_size, rising linearly with the size to 1 at full size (View.scaled); 1 = constant
     magnitude_scales: str = "jitter"  # what the magnitude multiplies: jitter (the colour-jitter strengths, the paper's section 4) | photometric (also every photometric op's probability, jessl's earlier variant)
 
+    SWITCH = ("min_size",)  # the fields `active` reads (studies/sweep.py same_run)
+
+    @property
+    def active(self) -> bool:
+        """Whether Super Progressive Learning runs; off, no other field is read."""
+        return self.min_size > 0
 
     def validate(self) -> "ProgressiveConfig":
         """Its own values; min_size against the views' size needs the train file (inputs.py)."""
@@ -379,8 +385,11 @@ class HardAugmentConfig:
     scorer: str = "student"  # network that scores pairs for EMA-teacher methods: student (the paper's f) | teacher (docs/benchmarks.md)
     skip_small: bool = False  # in epochs whose views are no larger than `size` (Super Progressive Learning's small stages, where the selection cannot downsample and costs 4/6 of a step), train on the first candidate pair unmined; the paper mines in every epoch
 
+    SWITCH = ("enabled", "candidates")  # the fields `active` reads (studies/sweep.py same_run)
+
     @property
     def active(self) -> bool:
+        """Whether Hard Augment mines; off, no other field is read."""
         return self.enabled and self.candidates > 0
 
     def validate(self) -> "HardAugmentConfig":

@@ -18,6 +18,7 @@ The points run here (jessl.studies.local: N processes splitting the cores) or as
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import fcntl
 import json
@@ -36,14 +37,10 @@ FORMAT = "jessl-sweep/1"
 # fields that change how fast a run goes, not what it computes (batches are the same whatever
 # the thread count): a restart may change them without being a different run
 RUNTIME_KEYS = {("train", "threads"), ("data", "threads"), ("train", "progress")}
-# sections a switch turns off, its fields, and whether a config's values (`get(field)`) turn it
-# off: the trainer then reads none of the section's other fields (train/trainer.py
-# view_schedule; HardAugmentConfig.active), so two runs that differ only there are the same run
-SWITCHES = {
-    "progressive": (("min_size",), lambda get: not get("min_size")),
-    "hard_augment": (("enabled", "candidates"),
-                     lambda get: not (get("enabled") and get("candidates") > 0)),
-}
+# sections that a switch turns off (their config class's `active`, read from its SWITCH
+# fields): off in both runs, the trainer reads none of the section's other fields, so two runs
+# that differ only there are the same run
+SWITCHED = ("progressive", "hard_augment")
 
 
 class SweepError(UserError, ValueError):
@@ -81,7 +78,7 @@ def resolve_point(base: dict | None, fixed: list[str], point: Point, out: Path,
 
 def same_run(a: dict, b: dict) -> list[str]:
     """The `section.field`s where two config dicts differ, runtime-only fields and the fields of
-    a section switched off in both (`SWITCHES`) left out. A field one of them lacks counts at
+    a section switched off in both (`SWITCHED`) left out. A field one of them lacks counts at
     its default: a run saved before the field existed ran without it, which is what a new
     field's default means, so a sweep still resumes after jessl gains an option."""
     keys = sorted({(s, f) for d in (a, b) for s, sec in d.items() for f in (sec or {})})
@@ -92,9 +89,12 @@ def same_run(a: dict, b: dict) -> list[str]:
 
 def _switched_off(a: dict, b: dict, section: str, field: str) -> bool:
     """Whether `section.field` is read by neither run: its section is off in both."""
-    switch, off = SWITCHES.get(section, ((), None))
-    return off is not None and field not in switch and all(
-        off(lambda f, d=d: config_value(d, section, f)) for d in (a, b))
+    if section not in SWITCHED:
+        return False
+    cls = SECTIONS[section]
+    return field not in cls.SWITCH and not any(
+        dataclasses.replace(cls(), **{f: config_value(d, section, f) for f in cls.SWITCH}).active
+        for d in (a, b))
 
 
 _ABSENT = object()

@@ -62,7 +62,7 @@ def train(cfg: RunConfig) -> dict:
     steps_per_epoch = len(loader)
     total_steps = t.epochs * steps_per_epoch
     sizes, magnitudes = view_schedule(cfg, min(loader.views[0].hw))
-    if cfg.progressive.min_size:
+    if cfg.progressive.active:
         from jessl.train.progressive import relative_cost
         cost = relative_cost(sizes, max(sizes))
         say(f"progressive: view size per epoch {sizes}, magnitude "
@@ -392,7 +392,7 @@ def view_schedule(cfg: RunConfig, full: int, epochs: int | None = None
     when progressive.min_size is set (jessl.train.progressive)."""
     from jessl.train.progressive import progressive_schedule
     g, epochs = cfg.progressive, cfg.train.epochs if epochs is None else epochs
-    if not g.min_size:
+    if not g.active:
         return [full] * epochs, [1.0] * epochs
     warmup = cfg.optim.warmup_epochs if g.warmup_epochs < 0 else g.warmup_epochs
     return progressive_schedule(epochs, full, g.min_size, warmup, g.step, g.min_magnitude)
