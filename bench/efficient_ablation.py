@@ -91,6 +91,7 @@ def overrides(method: str, f1clr: bool, spl: bool, ha: bool, size: int, args) ->
          "progressive.min_magnitude": args.spl_min_magnitude if spl else 1.0,
          "hard_augment.enabled": ha, "hard_augment.candidates": args.candidates,
          "hard_augment.size": args.ha_size, "hard_augment.skip_small": args.ha_skip_small,
+         "hard_augment.start_epoch": args.ha_start_epoch,
          "hard_augment.scorer": args.ha_scorer,
          "eval.knn_every": args.knn_every, "eval.baseline": False,
          "train.progress": False, "train.keep_checkpoints": 1}
@@ -193,9 +194,9 @@ def predict_flops(method: str, args) -> dict:
         sizes = (progressive_schedule(c.train.epochs, full, c.progressive.min_size,
                                       c.optim.warmup_epochs, c.progressive.step)[0]
                  if spl else [full] * c.train.epochs)
-        out[name] = sum(steps * step(size, ha and not (args.ha_skip_small and
-                                                       size <= args.ha_size))
-                        for size in sizes)
+        out[name] = sum(steps * step(size, ha and epoch >= args.ha_start_epoch and not (
+                            args.ha_skip_small and size <= args.ha_size))
+                        for epoch, size in enumerate(sizes))
     return out
 
 
@@ -282,6 +283,9 @@ def main(argv=None) -> int:
     p.add_argument("--ha-size", type=int, default=16, help="Hard Augment's selection px")
     p.add_argument("--ha-skip-small", action="store_true",
                    help="no mining in SPL's epochs of views <= --ha-size px")
+    p.add_argument("--ha-start-epoch", type=int, default=0,
+                   help="first epoch (0-based) that mines; 2 = after F1-CLR's 1.5 warm-up "
+                   "epochs (the paper mines from the start)")
     p.add_argument("--ha-scorer", choices=("student", "teacher"), default="student",
                    help="network that scores the pairs for EMA-teacher methods (BYOL): the "
                    "paper's student, or the teacher (docs/benchmarks.md, Hard Augment choices)")

@@ -383,6 +383,7 @@ class HardAugmentConfig:
     size: int = 16  # px, r_sel: selection-pass resolution (shorter side); the paper's 64 at 224 px. 16 at 32 px: small_cnn's and a CIFAR-stem ResNet's last map is then 2x2, as ResNet-50's at 64 px (docs/benchmarks.md, "Hard Augment: choices")
     bn: str = "batch"  # batch-norm in the selection pass: batch (the selection batch's statistics) | eval (running statistics); never updates the running statistics (docs/benchmarks.md)
     scorer: str = "student"  # network that scores pairs for EMA-teacher methods: student (the paper's f) | teacher (docs/benchmarks.md)
+    start_epoch: int = 0  # first epoch that mines (0-based); the epochs before it train on the first candidate pair unmined, as skip_small's. 0 = from the first step, as the paper's Algorithm 1; e.g. 2 = after F1-CLR's 1.5 warm-up epochs (a variant the paper does not run: docs/benchmarks.md, BYOL)
     skip_small: bool = False  # in epochs whose views are no larger than `size` (Super Progressive Learning's small stages, where the selection cannot downsample and costs 4/6 of a step), train on the first candidate pair unmined; the paper mines in every epoch
 
     SWITCH = ("enabled", "candidates")  # the fields `active` reads (studies/sweep.py same_run)
@@ -401,6 +402,8 @@ class HardAugmentConfig:
                               f"{self.candidates}")
         if self.size < 1:
             raise ConfigError(f"hard_augment.size must be >= 1 px, got {self.size}")
+        if self.start_epoch < 0:
+            raise ConfigError(f"hard_augment.start_epoch must be >= 0, got {self.start_epoch}")
         for name, what, known in (("bn", "mode", BN_MODES), ("scorer", "network", SCORERS)):
             if getattr(self, name) not in known:
                 raise ConfigError(f"hard_augment.{name}: unknown {what} "

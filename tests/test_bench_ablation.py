@@ -41,9 +41,8 @@ def test_rows_at_24px_train_below_the_test_size_and_ramp_to_it(tmp_path):
     assert "all three@24px" not in bench.DEFAULT_SETTINGS
     ns = argparse.Namespace(efficient_epochs=12, epochs=15, spl_min_size=16, candidates=4,
                             ha_size=16, ha_skip_small=True, ha_scorer="student", knn_every=0,
-                            f1clr_warmup=1.5, f1clr_lr_mult=1.0, baseline_lr_mult=1.0,
-                            quick=False,
-                            spl_min_magnitude=1.0)
+                            ha_start_epoch=0, f1clr_warmup=1.5, f1clr_lr_mult=1.0,
+                            baseline_lr_mult=1.0, quick=False, spl_min_magnitude=1.0)
     small = bench.overrides("simclr", *rows["all three@24px"], ns)
     full = bench.overrides("simclr", *rows["all three"], ns)
     assert {k: v for k, v in small.items() if full.get(k) != v} == {

@@ -126,13 +126,14 @@ class HardAugment:
     returns the views the method trains on (the pair, then the others)."""
 
     def __init__(self, candidates: int = 4, size: int = 16, bn: str = "batch",
-                 scorer: str = "student", symmetric: bool = True, skip_small: bool = False):
+                 scorer: str = "student", symmetric: bool = True, skip_small: bool = False,
+                 start_epoch: int = 0):
         if scorer not in SCORERS:
             raise ValueError(f"scorer must be one of {SCORERS}, got {scorer!r}")
         if bn not in BN_MODES:
             raise ValueError(f"bn must be one of {BN_MODES}, got {bn!r}")
         self.m, self.size, self.bn, self.scorer = candidates, size, bn, scorer
-        self.skip_small = skip_small
+        self.skip_small, self.start_epoch = skip_small, start_epoch
         self.first, self.second = eligible_pairs(candidates, symmetric)
         self.reset_stats()
 
@@ -150,9 +151,10 @@ class HardAugment:
             z = method.embed(small, teacher=network is not method)
         return z.reshape(self.m, len(candidates[0]), -1)
 
-    def mines(self, view_size: int) -> bool:
-        """Whether epochs of `view_size` px views mine (with `skip_small`: only above `size`)."""
-        return not (self.skip_small and view_size <= self.size)
+    def mines(self, view_size: int, epoch: int) -> bool:
+        """Whether epoch `epoch` (0-based), of `view_size` px views, mines: from `start_epoch`
+        on, and with `skip_small` only where the views are larger than `size`."""
+        return epoch >= self.start_epoch and not (self.skip_small and view_size <= self.size)
 
     def unmined(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
         """The first candidate pair + others: what the method trains on where nothing is mined
@@ -202,5 +204,5 @@ def from_config(h, views: list[View]) -> tuple[HardAugment | None, list[View]]:
     if not h.active:
         return None, list(views)
     hard = HardAugment(h.candidates, h.size, h.bn, h.scorer, symmetric=views[0] == views[1],
-                       skip_small=h.skip_small)
+                       skip_small=h.skip_small, start_epoch=h.start_epoch)
     return hard, candidate_views(views, h.candidates)

@@ -78,7 +78,8 @@ def train(cfg: RunConfig) -> dict:
     if hard is not None:
         say(f"hard augment: hardest of {len(hard.first)} pairs of {hard.m} candidates per "
             f"image, selection at {hard.size} px (bn {hard.bn}, scorer {hard.scorer})"
-            + (f", not in epochs of views <= {hard.size} px" if hard.skip_small else ""))
+            + (f", not in epochs of views <= {hard.size} px" if hard.skip_small else "")
+            + (f", from epoch {hard.start_epoch + 1}" if hard.start_epoch else ""))
 
     # --- model: backbone + method (projector, predictor, EMA teacher, loss) --------------------
     from jessl.methods import build_method
@@ -187,16 +188,17 @@ def train(cfg: RunConfig) -> dict:
         window = {"loss": 0.0, "n": 0, "wait": 0.0, "time": 0.0}
         probe_logs: dict = {}
         tick, epoch_flops = time.perf_counter(), meter.total
+        mining = hard is not None and hard.mines(sizes[epoch], epoch)
         for batch in loader.iter_epoch(epoch, start=first):
             got = time.perf_counter()
             set_hyperparams(optimizer, lr=schedule["lr"][step],
                             momentum=schedule["momentum"][step],
                             weight_decay=schedule["weight_decay"][step])
             views_in = loader.on_device(batch.views, device)  # uint8 is normalised there
-            if hard is not None and hard.mines(sizes[epoch]):  # m candidates -> hardest pair
+            if mining:  # m candidates -> the hardest pair
                 with autocast:
                     views_in = hard.select(method, views_in, meter)
-            elif hard is not None:  # skip_small: an epoch too small to mine
+            elif hard is not None:  # skip_small's too-small epoch, or before start_epoch
                 views_in = hard.unmined(views_in)
             key = shape_key(views_in)
             with meter.measure("forward", key), autocast:
@@ -259,8 +261,7 @@ def train(cfg: RunConfig) -> dict:
                   "data_wait": wait / max(seconds, 1e-9), "view_size": sizes[epoch],
                   "magnitude": magnitudes[epoch], "flops": meter.total, "wall_s": wall_s,
                   **probe_logs}
-        if hard is not None and hard.mines(sizes[epoch]):  # the selection's share, measured,
-            # beside eq. 11's prediction
+        if mining:  # the selection's share, measured, beside eq. 11's prediction
             record.update(hard.summary(meter.total - epoch_flops - hard.stats["flops"], busy,
                                        sizes[epoch]))
         if is_main and probe is not None and cfg.data.val:

@@ -175,6 +175,7 @@ def test_bad_hard_augment_settings_fail_early(tiny_files, tmp_path):
     for key, value, match in (("hard_augment.candidates", 1, "candidates must be >= 2"),
                               ("hard_augment.bn", "frozen", "unknown mode"),
                               ("hard_augment.scorer", "ema", "unknown network"),
+                              ("hard_augment.start_epoch", -1, "start_epoch must be >= 0"),
                               ("data.views", "instance_cifar", None)):
         cfg = load_config(None, tiny_overrides(train_file, val_file, tmp_path / "b",
                                                {"hard_augment.enabled": True, key: value}))
@@ -189,7 +190,7 @@ def test_skip_small_mines_only_above_the_selection_size(tiny_files, tmp_path, mo
     """SPL's small stages with skip_small: the method gets candidates 0 and 1, no selection
     runs and no overhead is logged; the full-size epochs mine as before."""
     hard = HardAugment(3, 16, skip_small=True)
-    assert not hard.mines(16) and hard.mines(24) and HardAugment(3, 16).mines(16)
+    assert not hard.mines(16, 0) and hard.mines(24, 0) and HardAugment(3, 16).mines(16, 0)
     views = _candidates(3, b=4, size=16) + [torch.zeros(4, 3, 8, 8)]
     unmined = hard.unmined(views)
     assert len(unmined) == 3 and unmined[0] is views[0] and unmined[1] is views[1] \
@@ -218,3 +219,31 @@ def test_skip_small_mines_only_above_the_selection_size(tiny_files, tmp_path, mo
     for r in epochs:
         assert ("hard_augment/overhead_flops" in r) == (r["view_size"] > 16)
     assert set(calls) == {32}  # the selection never ran on 16 px candidates
+
+
+def test_start_epoch_mines_from_that_epoch_on(tiny_files, tmp_path, monkeypatch):
+    """hard_augment.start_epoch: the epochs before it train on candidates 0 and 1 with no
+    selection pass and no overhead logged; from it on the selection runs every step."""
+    hard = HardAugment(3, 16, start_epoch=2)
+    assert [hard.mines(32, e) for e in range(4)] == [False, False, True, True]
+    assert not HardAugment(3, 16, skip_small=True, start_epoch=1).mines(16, 3)
+
+    from jessl.train.hard_augment import HardAugment as HA
+    calls = []
+    select = HA.select
+
+    def spy(self, method, views, meter=None):
+        calls.append(1)
+        return select(self, method, views, meter)
+
+    monkeypatch.setattr(HA, "select", spy)
+    train_file, val_file = tiny_files
+    out = tmp_path / "late"
+    train(load_config(None, tiny_overrides(train_file, val_file, out, {
+        "train.epochs": 2, "eval.knn": False, "hard_augment.enabled": True,
+        "hard_augment.candidates": 3, "hard_augment.size": 16,
+        "hard_augment.start_epoch": 1})))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert ["hard_augment/overhead_flops" in r for r in epochs] == [False, True]
+    assert len(calls) == epochs[1]["step"] - epochs[0]["step"] > 0  # each step of epoch 2 only
