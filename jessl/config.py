@@ -578,6 +578,11 @@ class RunConfig:
             takers = sorted(n for n, c in _methods().items() if takes_local_views(c))
             raise ConfigError(f"data.local_views: method {self.method.name!r} takes no local "
                               f"views (multi-crop); methods that do: {', '.join(takers)}")
+        h = self.hard_augment
+        if h.active and h.start_epoch >= self.train.epochs:
+            raise ConfigError(f"hard_augment.start_epoch {h.start_epoch} is past the last epoch "
+                              f"({self.train.epochs} epochs, counted from 0): nothing would be "
+                              f"mined; switch Hard Augment off instead")
         from jessl.distributed import world_size
         world = world_size()
         if d.batch_size % world:

@@ -176,6 +176,7 @@ def test_bad_hard_augment_settings_fail_early(tiny_files, tmp_path):
                               ("hard_augment.bn", "frozen", "unknown mode"),
                               ("hard_augment.scorer", "ema", "unknown network"),
                               ("hard_augment.start_epoch", -1, "start_epoch must be >= 0"),
+                              ("hard_augment.start_epoch", 99, "past the last epoch"),
                               ("data.views", "instance_cifar", None)):
         cfg = load_config(None, tiny_overrides(train_file, val_file, tmp_path / "b",
                                                {"hard_augment.enabled": True, key: value}))
