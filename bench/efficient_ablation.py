@@ -168,7 +168,7 @@ def predict_flops(method: str, args) -> dict:
     from jessl.models import build_backbone
     from jessl.train.flops import FlopMeter, step_flops_on
     from jessl.train.hard_augment import HardAugment
-    from jessl.train.progressive import progressive_schedule
+    from jessl.train.trainer import view_schedule
     wanted = args.settings.split(",")
     cfgs = {name: load_config(RECIPE, [f"{k}={v}" for k, v in
                                        overrides(method, *row, args).items()])
@@ -189,16 +189,15 @@ def predict_flops(method: str, args) -> dict:
         return f["forward"] + f["backward"] + meter.total
 
     out = {}
-    for name, _, spl, ha, full in SETTINGS:
+    for name, *_, full in SETTINGS:
         if name not in cfgs:
             continue
-        c = cfgs[name]
-        sizes = (progressive_schedule(c.train.epochs, full, c.progressive.min_size,
-                                      c.optim.warmup_epochs, c.progressive.step)[0]
-                 if spl else [full] * c.train.epochs)
-        out[name] = sum(steps * step(size, ha and epoch >= args.ha_start_epoch and not (
-                            args.ha_skip_small and size <= args.ha_size))
-                        for epoch, size in enumerate(sizes))
+        c, h = cfgs[name], cfgs[name].hard_augment
+        # the trainer's own rules: its view schedule, and HardAugment.mines for each epoch
+        miner = HardAugment(h.candidates, h.size, skip_small=h.skip_small,
+                            start_epoch=h.start_epoch) if h.active else None
+        out[name] = sum(steps * step(size, miner is not None and miner.mines(size, epoch))
+                        for epoch, size in enumerate(view_schedule(c, full)[0]))
     return out
 
 
