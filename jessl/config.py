@@ -216,11 +216,15 @@ class ProbeConfig:
     momentum: float = 0.9  # SGD momentum, solo-learn
     weight_decay: float = 0.0  # solo-learn's classifier_wd
     projector_layers: bool = False  # also probe the output of every projector layer (guillotine regularisation, Bordes et al. 2023)
+    recalibrate: int = 0  # training images whose features, at the test images' size, replace the heads' BN statistics before each validation (FixRes, Touvron et al. 2019: views smaller than the test images shift them; jessl.train.probe); 0 = off, the running statistics of the views
 
 
     def validate(self) -> "ProbeConfig":
         if self.enabled and not self.lr > 0:
             raise ConfigError(f"probe.lr must be > 0, got {self.lr}")
+        if self.recalibrate < 0 or self.recalibrate == 1:
+            raise ConfigError(f"probe.recalibrate must be 0 (off) or >= 2 training images, "
+                              f"got {self.recalibrate}")
         return self
 
 @dataclass

@@ -8,15 +8,27 @@ learning rate fit features of any scale (MAE's linear probe, He et al. 2022 appe
 
 With `projector_layers`, one more head probes the output of every projector block, the
 "guillotine" comparison of Bordes et al. 2023: features before the projector usually win.
+
+Recalibration (`probe.recalibrate`): the heads learn on the training views' features, but are
+tested on whole images at the evaluation size. Where the views are smaller than the test
+images (the CIFAR-10 recipe trains at 24 px, tests at 32), the features' statistics shift with
+the resolution, and the BatchNorm's running statistics, taken from the views, misplace the test
+features: the probe then reads several points low while kNN, which normalises nothing, does
+not (FixRes, Touvron et al. 2019, fixes the same shift by re-fitting the normalisation at the
+test resolution). `statistics` re-estimates it from training images seen as the test images
+are (no labels, no test data); `accuracy(..., stats)` uses those, leaving the heads as they are.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 IGNORE = -1  # label of unlabeled records: left out of the loss and the accuracy
+# second word of the recalibration sample's seed, so that its draw is a stream of its own
+RECAL_STREAM = 0x9E37
 
 
 class OnlineProbe(nn.Module):
@@ -53,21 +65,48 @@ class OnlineProbe(nn.Module):
         return logs
 
     @torch.no_grad()
-    def predict(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Class predictions (N,) of every head, in eval mode (BN running statistics)."""
+    def predict(self, inputs: dict[str, torch.Tensor],
+                stats: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+                ) -> dict[str, torch.Tensor]:
+        """Class predictions (N,) of every head, in eval mode: BN running statistics, or the
+        (mean, var) of `stats[name]` in their place (see `statistics`)."""
         was = self.training
         self.eval()
         try:
-            return {name: head(inputs[name].float()).argmax(1)
-                    for name, head in self.heads.items()}
+            out = {}
+            for name, head in self.heads.items():
+                norm, linear = head
+                x = inputs[name].float()
+                if stats is None:
+                    out[name] = head(x).argmax(1)
+                    continue
+                mean, var = stats[name]
+                out[name] = linear((x - mean) / torch.sqrt(var + norm.eps)).argmax(1)
+            return out
         finally:
             self.train(was)
 
-    def accuracy(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, float]:
-        """Top-1 % of every head on labelled rows: {"probe/backbone_val_top1": ...}."""
+    @staticmethod
+    @torch.no_grad()
+    def statistics(inputs: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per head, the (mean, unbiased var) over the rows of `inputs`: what BatchNorm's running
+        statistics estimate, taken from features of another resolution or view."""
+        out = {}
+        for name, x in inputs.items():
+            x = x.float()
+            if len(x) < 2:
+                raise ValueError(f"probe statistics need >= 2 rows, got {len(x)} for {name}")
+            out[name] = (x.mean(0), x.var(0, unbiased=True))
+        return out
+
+    def accuracy(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor,
+                 stats: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+                 ) -> dict[str, float]:
+        """Top-1 % of every head on labelled rows: {"probe/backbone_val_top1": ...}; `stats`
+        replaces the heads' BN running statistics (recalibration, above)."""
         labels = torch.as_tensor(labels)
         keep = labels != IGNORE
-        preds = self.predict(inputs)
+        preds = self.predict(inputs, stats)
         n = max(int(keep.sum()), 1)
         return {f"probe/{name}_val_top1": 100.0 * float((p[keep] == labels[keep]).sum()) / n
                 for name, p in preds.items()}
@@ -116,3 +155,15 @@ def probe_dims(feature_dim: int, blocks: list[nn.Module]) -> dict[str, int]:
         linear = [m for m in block if isinstance(m, nn.Linear)][0]
         dims[f"proj{i + 1}"] = linear.out_features
     return dims
+
+
+def recalibration_sample(indices: np.ndarray, count: int, seed: int) -> np.ndarray | None:
+    """`count` of the training records (all, if fewer), drawn once from `seed` and sorted for a
+    sequential read, whose features re-estimate the probe's statistics; None when count is 0."""
+    if count <= 0:
+        return None
+    indices = np.asarray(indices)
+    if count >= len(indices):
+        return np.sort(indices)
+    rng = np.random.default_rng([seed, RECAL_STREAM])  # the training draws stay untouched
+    return np.sort(rng.choice(indices, size=count, replace=False))

@@ -32,7 +32,8 @@ from jessl.config import RunConfig, default_threads
 from jessl.files import write_atomic
 from jessl.train.curve import read_metrics
 from jessl.train.flops import PETA, FlopMeter, shape_key
-from jessl.train.probe import OnlineProbe, probe_dims, probe_inputs, projector_blocks
+from jessl.train.probe import (OnlineProbe, probe_dims, probe_inputs, projector_blocks,
+                               recalibration_sample)
 
 
 def train(cfg: RunConfig) -> dict:
@@ -127,6 +128,12 @@ def train(cfg: RunConfig) -> dict:
                             cfg.probe.momentum, cfg.probe.weight_decay).to(device)
     elif cfg.probe.enabled:
         say(f"probe: off, the train file has {'one class' if num_classes else 'no labels'}")
+    # recalibration: a fixed, seeded sample of the training records, seen as the test images
+    recal_indices = recalibration_sample(loader.indices, cfg.probe.recalibrate, t.seed) \
+        if probe is not None and cfg.data.val else None
+    if recal_indices is not None:
+        say(f"probe: BN statistics recalibrated before each validation on {len(recal_indices):,} "
+            f"training images at the test size")
     if probe is not None and distributed.is_distributed():
         # the probe trains outside DDP: average its gradients too, so every rank holds the
         # probe that rank 0 checkpoints (and, with sync_bn, the single-process probe)
@@ -268,8 +275,16 @@ def train(cfg: RunConfig) -> dict:
             feats, val_labels = extract_features(backbone, cfg.data.val, eval_views,
                                                  cfg.eval.batch_size, cfg.data.threads or None,
                                                  channels_last=t.channels_last)
-            record.update(probe.accuracy(probe_inputs(feats.to(device), blocks),
-                                         val_labels.to(device)))
+            val_inputs = probe_inputs(feats.to(device), blocks)
+            stats = None
+            if recal_indices is not None:  # the BN statistics at the test images' resolution
+                ref, _ = extract_features(backbone, cfg.data.train, eval_views,
+                                          cfg.eval.batch_size, cfg.data.threads or None,
+                                          indices=recal_indices, channels_last=t.channels_last)
+                stats = OnlineProbe.statistics(probe_inputs(ref.to(device), blocks))
+                record.update({f"{k}_view_stats": v for k, v in
+                               probe.accuracy(val_inputs, val_labels.to(device)).items()})
+            record.update(probe.accuracy(val_inputs, val_labels.to(device), stats))
         last = epoch + 1 == stop_epoch
         if is_main and _knn_due(cfg, epoch):  # the last one: final_evaluation
             record["knn_top1"] = knn_eval(cfg, backbone, eval_views)[0]

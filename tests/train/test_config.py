@@ -43,6 +43,8 @@ def test_defaults_validate(tiny_files, tmp_path):
     (["--optim.schedule", "step"], "unknown schedule 'step'"),
     (["--optim.scaling", "cubic"], "unknown rule 'cubic'"),
     (["--train.epochs", "0"], "train.epochs must be >= 1"),
+    (["--probe.recalibrate", "1"], "probe.recalibrate must be 0 (off) or >= 2"),
+    (["--probe.recalibrate", "-5"], "probe.recalibrate must be 0 (off) or >= 2"),
     (["--data.views", "simclr_tiny"], "unknown view preset 'simclr_tiny'"),
     (["--train.resume", "/nonexistent/ckpt.pt"], "checkpoint /nonexistent/ckpt.pt does not exist"),
 ])

@@ -107,3 +107,51 @@ def test_atomic_checkpoint_and_rng_round_trip(tmp_path):
     assert [p.name for p in (tmp_path / "checkpoints").glob("*.pt")] != []
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt")) == \
         ["epoch-0002.pt", "epoch-0010.pt"]
+
+
+def test_probe_statistics_and_recalibrated_accuracy():
+    """A resolution shift moves the features (here x -> 2x + 8); the running statistics of the
+    views then misplace them and the probe reads low, statistics of the shifted training
+    features put them back (the FixRes correction); the heads' own state is left alone."""
+    torch.manual_seed(0)
+    labels = torch.arange(400) % 2
+    views = torch.randn(400, 4) + labels[:, None] * torch.tensor([3.0, 0, 0, 0])  # class in x0
+    probe = OnlineProbe({"backbone": 4}, num_classes=2, lr=0.1)
+    for _ in range(30):
+        for i in range(0, 400, 50):
+            probe.step({"backbone": views[i:i + 50]}, labels[i:i + 50])
+    state = {k: v.clone() for k, v in probe.state_dict().items()}
+    assert probe.accuracy({"backbone": views}, labels)["probe/backbone_val_top1"] > 90
+
+    shifted = {"backbone": 2 * views + 8}
+    plain = probe.accuracy(shifted, labels)["probe/backbone_val_top1"]
+    stats = OnlineProbe.statistics(shifted)
+    mean, var = stats["backbone"]
+    torch.testing.assert_close(mean, shifted["backbone"].mean(0))
+    torch.testing.assert_close(var, shifted["backbone"].var(0, unbiased=True))
+    fixed = probe.accuracy(shifted, labels, stats)["probe/backbone_val_top1"]
+    assert plain < 55 and fixed > 90, (plain, fixed)
+    assert all(torch.equal(v, state[k]) for k, v in probe.state_dict().items())
+
+    bn = probe.heads["backbone"][0]  # the running statistics passed as stats: the plain reading
+    same = {"backbone": (bn.running_mean, bn.running_var)}
+    assert probe.accuracy(shifted, labels, same) == probe.accuracy(shifted, labels)
+    try:
+        OnlineProbe.statistics({"backbone": views[:1]})
+    except ValueError as err:
+        assert ">= 2 rows" in str(err)
+    else:
+        raise AssertionError("one row gave statistics")
+
+
+def test_recalibration_sample_is_seeded_sorted_and_bounded():
+    import numpy as np
+    from jessl.train.probe import recalibration_sample
+    records = np.arange(100, 1100)
+    a = recalibration_sample(records, 64, seed=3)
+    assert len(a) == 64 and len(set(a.tolist())) == 64 and np.all(np.diff(a) > 0)
+    assert set(a.tolist()) <= set(records.tolist())
+    assert np.array_equal(a, recalibration_sample(records, 64, seed=3))  # the same every epoch
+    assert not np.array_equal(a, recalibration_sample(records, 64, seed=4))
+    assert np.array_equal(recalibration_sample(records[::-1], 5000, seed=0), records)  # all
+    assert recalibration_sample(records, 0, seed=0) is None

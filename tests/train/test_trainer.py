@@ -187,15 +187,17 @@ def test_only_rank_0_writes(tiny_files, tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_bf16_and_projector_probes(tiny_files, tmp_path):
+def test_bf16_and_projector_probes_recalibrated(tiny_files, tmp_path):
     train_file, val_file = tiny_files
     out = tmp_path / "bf16"
     metrics = train(load_config(None, tiny_overrides(train_file, val_file, out, {
         "train.epochs": 1, "train.precision": "bf16", "probe.projector_layers": True,
-        "eval.knn": False})))
+        "probe.recalibrate": 24, "eval.knn": False})))
     assert math.isfinite(metrics["loss"])
     for head in ("backbone", "proj1", "proj2"):  # projector "64-32": two layers
-        assert f"probe/{head}_val_top1" in metrics
+        # recalibrated, and the reading with the views' running statistics beside it
+        for key in (f"probe/{head}_val_top1", f"probe/{head}_val_top1_view_stats"):
+            assert 0 <= metrics[key] <= 100, key
 
 
 def test_unknown_preset_of_a_method_is_refused_up_front(tiny_files, tmp_path, monkeypatch):
