@@ -1,18 +1,13 @@
 """bench/efficient_ablation.py's table keeps the rows of every call into one --out."""
 
 import argparse
-import importlib.util
 import json
-from pathlib import Path
 
-BENCH = Path(__file__).parents[1] / "bench" / "efficient_ablation.py"
+from .bench_module import load
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_ablation", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load("efficient_ablation")
 
 
 def test_finished_runs_of_earlier_calls_stay_in_the_table(tmp_path):

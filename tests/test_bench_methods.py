@@ -1,25 +1,20 @@
 """bench/methods.py's pieces that decide the table: the epoch count from the budget, each
 method's settings, the training time it reports, the table itself. (The runs are the bench's.)"""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from jessl.config import load_config
 from jessl.methods import METHODS
 
-BENCH = Path(__file__).parents[1] / "bench" / "methods.py"
+from .bench_module import load
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_methods", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("methods")
 
 
 def test_budget_becomes_whole_epochs(bench):
