@@ -275,7 +275,7 @@ def train(cfg: RunConfig) -> dict:
             feats, val_labels = extract_features(backbone, cfg.data.val, eval_views,
                                                  cfg.eval.batch_size, cfg.data.threads or None,
                                                  channels_last=t.channels_last)
-            val_inputs = probe_inputs(feats.to(device), blocks)
+            val_inputs, val_labels = probe_inputs(feats.to(device), blocks), val_labels.to(device)
             stats = None
             if recal_indices is not None:  # the BN statistics at the test images' resolution
                 ref, _ = extract_features(backbone, cfg.data.train, eval_views,
@@ -283,8 +283,8 @@ def train(cfg: RunConfig) -> dict:
                                           indices=recal_indices, channels_last=t.channels_last)
                 stats = OnlineProbe.statistics(probe_inputs(ref.to(device), blocks))
                 record.update({f"{k}_view_stats": v for k, v in
-                               probe.accuracy(val_inputs, val_labels.to(device)).items()})
-            record.update(probe.accuracy(val_inputs, val_labels.to(device), stats))
+                               probe.accuracy(val_inputs, val_labels).items()})
+            record.update(probe.accuracy(val_inputs, val_labels, stats))
         last = epoch + 1 == stop_epoch
         if is_main and _knn_due(cfg, epoch):  # the last one: final_evaluation
             record["knn_top1"] = knn_eval(cfg, backbone, eval_views)[0]

@@ -187,7 +187,21 @@ def test_bad_hard_augment_settings_fail_early(tiny_files, tmp_path):
             check_inputs(cfg.validate())
 
 
-def test_skip_small_mines_only_above_the_selection_size(tiny_files, tmp_path, monkeypatch):
+@pytest.fixture
+def selections(monkeypatch):
+    """The candidate size of every selection pass the trainer runs (HardAugment.select spied)."""
+    calls = []
+    select = HardAugment.select
+
+    def spy(self, method, views, meter=None):
+        calls.append(views[0].shape[-1])
+        return select(self, method, views, meter)
+
+    monkeypatch.setattr(HardAugment, "select", spy)
+    return calls
+
+
+def test_skip_small_mines_only_above_the_selection_size(tiny_files, tmp_path, selections):
     """SPL's small stages with skip_small: the method gets candidates 0 and 1, no selection
     runs and no overhead is logged; the full-size epochs mine as before."""
     hard = HardAugment(3, 16, skip_small=True)
@@ -197,15 +211,7 @@ def test_skip_small_mines_only_above_the_selection_size(tiny_files, tmp_path, mo
     assert len(unmined) == 3 and unmined[0] is views[0] and unmined[1] is views[1] \
         and unmined[2] is views[3]
 
-    from jessl.train.hard_augment import HardAugment as HA
-    calls = []
-    select = HA.select
-
-    def spy(self, method, views, meter=None):
-        calls.append(views[0].shape[-1])
-        return select(self, method, views, meter)
-
-    monkeypatch.setattr(HA, "select", spy)
+    calls = selections
     train_file, val_file = tiny_files
     out = tmp_path / "skip"
     # 3 epochs: 32 px warm-up, then SPL's 16 px and 32 px stages
@@ -222,22 +228,14 @@ def test_skip_small_mines_only_above_the_selection_size(tiny_files, tmp_path, mo
     assert set(calls) == {32}  # the selection never ran on 16 px candidates
 
 
-def test_start_epoch_mines_from_that_epoch_on(tiny_files, tmp_path, monkeypatch):
+def test_start_epoch_mines_from_that_epoch_on(tiny_files, tmp_path, selections):
     """hard_augment.start_epoch: the epochs before it train on candidates 0 and 1 with no
     selection pass and no overhead logged; from it on the selection runs every step."""
     hard = HardAugment(3, 16, start_epoch=2)
     assert [hard.mines(32, e) for e in range(4)] == [False, False, True, True]
     assert not HardAugment(3, 16, skip_small=True, start_epoch=1).mines(16, 3)
 
-    from jessl.train.hard_augment import HardAugment as HA
-    calls = []
-    select = HA.select
-
-    def spy(self, method, views, meter=None):
-        calls.append(1)
-        return select(self, method, views, meter)
-
-    monkeypatch.setattr(HA, "select", spy)
+    calls = selections
     train_file, val_file = tiny_files
     out = tmp_path / "late"
     train(load_config(None, tiny_overrides(train_file, val_file, out, {
