@@ -28,6 +28,8 @@ def test_interpolates_in_log_cost_and_never_extrapolates():
     # 50% at cost 1, 52% at cost 4: 51% lies halfway in log cost, at cost 2
     assert bench.at_accuracy([(4.0, 52.0), (1.0, 50.0)], 51.0) == pytest.approx(2.0)
     assert bench.at_accuracy([(1.0, 50.0), (4.0, 52.0)], 52.0) == pytest.approx(4.0)
+    # the paper's Table 7: linear in cost, halfway between 1 and 4
+    assert bench.at_accuracy([(4.0, 52.0), (1.0, 50.0)], 51.0, log=False) == pytest.approx(2.5)
     assert bench.at_accuracy([(1.0, 50.0), (4.0, 52.0)], 49.0) is None  # below every run
     assert bench.at_accuracy([(1.0, 50.0), (4.0, 52.0)], 53.0) is None  # above every run
     # the first bracket from the cheap end, when seed noise makes accuracy dip with cost
@@ -47,12 +49,18 @@ def test_speedups_pair_runs_by_seed(tmp_path, capsys):
     rows = bench.speedups([bench.read_run(f) for f in b], [bench.read_run(f) for f in e])
     assert [r["seed"] for r in rows] == [0, 1, 2]
     assert rows[0]["speedup_flops"] == pytest.approx(2.0)
+    assert rows[0]["speedup_flops_linear"] == pytest.approx(2.5)  # (0.1 + 0.3 / 2) / 0.1
     assert rows[0]["speedup_time"] == pytest.approx(16.0 / 5.0)
     assert rows[1]["speedup_flops"] == pytest.approx(0.1 * 4 ** 0.75 / 0.1)
     assert rows[2]["speedup_flops"] is None and rows[2]["base_flops"] is None
-    assert bench.main(["--baseline", *map(str, b), "--efficient", *map(str, e)]) == 0
+    png = tmp_path / "plot.png"
+    assert bench.main(["--baseline", *map(str, b), "--efficient", *map(str, e),
+                       "--plot", str(png)]) == 0
     out = capsys.readouterr().out
     assert "outside every bracket" in out and "2.00x" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # drawn, and no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".png", ".tmp")) == \
+        ["plot.png"]
 
 
 def test_an_unfinished_run_is_named(tmp_path):
