@@ -28,8 +28,9 @@ FLOPs and in minutes, with the seed count. Everything else is docs/recipes/cifar
 The row nearest issue 12's goal: all three at 24 px, 12 epochs, with the paper's doubled
 F1-CLR peak lr and SPL's colour-jitter ramp, against the baseline (2026-12-06: 2.02x fewer
 FLOPs, 1.98x less time, 0.53 points of kNN under it over 5 seeds; 2.1 under a baseline at the
-same lr, and 1.2-1.3 at 30 against 25 and 60 against 51 epochs, where the baseline needs only
-1.4-1.6x the efficient row's FLOPs for its accuracy, bench/equal_accuracy.py; docs/benchmarks.md):
+same lr, and 1.2 and 1.1 at 30 against 25 and 60 against 51 epochs, where the baseline needs
+only 1.4-1.6x the efficient row's FLOPs for its accuracy, bench/equal_accuracy.py;
+docs/benchmarks.md):
 
     python bench/efficient_ablation.py --methods simclr --images 10000 --seeds 0,1,2,3,4 \
         --settings "baseline,all three@24px" --efficient-epochs 12 --ha-skip-small \
