@@ -222,6 +222,15 @@ def _mean_spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
+def table_methods(out: Path, methods: list[str]) -> list[str]:
+    """The called methods, then every other jessl method with a finished run in `out`: a call
+    for one method into a folder that holds another's runs keeps their rows in table3.md and
+    ablation.json."""
+    from jessl.methods import METHODS
+    others = [m for m in METHODS if m not in methods and finished_cells(out, [m])]
+    return methods + others
+
+
 def table(cells: dict, methods: list[str]) -> str:
     """Markdown: one row per (method, setting), speed-ups against that method's baseline."""
     lines = ["| method | setting | epochs | kNN top-1 (%) | vs baseline | petaFLOPs | training "
@@ -334,13 +343,14 @@ def main(argv=None) -> int:
             fields = overrides(method, f1clr, spl, ha, size, args)
             for seed in (int(s) for s in args.seeds.split(",")):
                 run_cell(out / run_name(method, name, seed), train_file, val_file, fields, seed)
-                cells = finished_cells(out, methods)  # with the rows of earlier calls
+                cells = finished_cells(out, table_methods(out, methods))  # earlier calls' too
                 (out / "ablation.json").write_text(json.dumps(
                     {"args": vars(args), "runs": {f"{m}/{n}": r for (m, n), r in cells.items()}},
                     indent=1) + "\n")
-    cells = finished_cells(out, methods)
+    shown = table_methods(out, methods)
+    cells = finished_cells(out, shown)
     text = (f"## Ours (CIFAR-10, {args.images:,} training images, small_cnn)\n\n"
-            + table(cells, methods) +
+            + table(cells, shown) +
             "\n\n## The paper's Table 3 (SimSiam, ResNet-50, Imagenette)\n\n" + paper_table() + "\n")
     (out / "table3.md").write_text(text)
     print(text)
