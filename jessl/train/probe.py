@@ -68,23 +68,16 @@ class OnlineProbe(nn.Module):
     def predict(self, inputs: dict[str, torch.Tensor],
                 stats: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
                 ) -> dict[str, torch.Tensor]:
-        """Class predictions (N,) of every head, in eval mode: BN running statistics, or the
+        """Class predictions (N,) of every head as in eval mode: BN running statistics, or the
         (mean, var) of `stats[name]` in their place (see `statistics`)."""
-        was = self.training
-        self.eval()
-        try:
-            out = {}
-            for name, head in self.heads.items():
-                norm, linear = head
-                x = inputs[name].float()
-                if stats is None:
-                    out[name] = head(x).argmax(1)
-                    continue
-                mean, var = stats[name]
-                out[name] = linear((x - mean) / torch.sqrt(var + norm.eps)).argmax(1)
-            return out
-        finally:
-            self.train(was)
+        out = {}
+        for name, (norm, linear) in self.heads.items():
+            # BatchNorm's own eval-mode op, with the running or the given statistics
+            mean, var = stats[name] if stats is not None else (norm.running_mean, norm.running_var)
+            x = F.batch_norm(inputs[name].float(), mean, var, norm.weight, norm.bias,
+                             training=False, eps=norm.eps)
+            out[name] = linear(x).argmax(1)
+        return out
 
     @staticmethod
     @torch.no_grad()
