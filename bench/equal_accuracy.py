@@ -26,7 +26,8 @@ seed, its baselines as a line and its efficient runs as stars, each star joined 
 line to the baseline's cost at its accuracy (the speed-up, drawn).
 
 Reads each run folder's results.json (knn_top1, flops, wall_s) and config.yaml (train.seed,
-train.epochs, optim.lr); trains nothing. Baselines of one seed should share everything but
+train.epochs, optim.lr); trains nothing. A folder still training (config.yaml, no
+results.json yet: a long run that resumes next session) is skipped with a line saying so. Baselines of one seed should share everything but
 their length (the script prints each one's epochs and lr so that a mismatch shows).
 """
 
@@ -55,6 +56,12 @@ def read_run(folder: Path) -> dict:
             "epochs": int(cfg["train"]["epochs"]), "lr": float(cfg["optim"]["lr"]),
             "knn": float(res["knn_top1"]), "flops": float(res["flops"]),
             "minutes": float(res["wall_s"]) / 60}
+
+
+def in_progress(folder: Path) -> bool:
+    """A run folder that training has started and not finished (a long run resumes across
+    sessions): a glob over a study's folders picks it up, and it is skipped, not an error."""
+    return (folder / "config.yaml").is_file() and not (folder / "results.json").is_file()
 
 
 def at_accuracy(points: list[tuple[float, float]], target: float,
@@ -153,8 +160,10 @@ def main(argv=None) -> int:
     p.add_argument("--plot", type=Path, metavar="PNG",
                    help="also draw kNN against PFLOPs and minutes, the speed-ups marked")
     args = p.parse_args(argv)
-    baselines = [read_run(f) for f in args.baseline]
-    efficient = [read_run(f) for f in args.efficient]
+    for folder in filter(in_progress, args.baseline + args.efficient):
+        print(f"skipped {folder}: still training (no results.json yet)")
+    baselines = [read_run(f) for f in args.baseline if not in_progress(f)]
+    efficient = [read_run(f) for f in args.efficient if not in_progress(f)]
 
     print("baselines (seed: epochs @ lr -> kNN %, PFLOPs, min):")
     for seed in sorted({b["seed"] for b in baselines}):

@@ -68,3 +68,16 @@ def test_an_unfinished_run_is_named(tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(SystemExit, match="half: not a finished run"):
         bench.read_run(tmp_path / "half")
+
+
+def test_a_run_still_training_is_skipped_by_name(tmp_path, capsys):
+    bench = _bench()
+    b = [_run(tmp_path / "b0_15", 0, 15, 50.0, 0.1, 8.0),
+         _run(tmp_path / "b0_60", 0, 60, 54.0, 0.4, 32.0)]
+    e = _run(tmp_path / "e0", 0, 25, 52.0, 0.1, 5.0)
+    busy = _run(tmp_path / "b0_120", 0, 120, 0.0, 0.0, 0.0)
+    (busy / "results.json").unlink()  # started, resumes next session
+    assert bench.main(["--baseline", *map(str, b), str(busy), "--efficient", str(e)]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped {busy}: still training" in out
+    assert "120 @" not in out and "| 0 | " in out and "2.00x" in out
