@@ -222,13 +222,11 @@ def _mean_spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def table_methods(out: Path, methods: list[str]) -> list[str]:
-    """The called methods, then every other jessl method with a finished run in `out`: a call
-    for one method into a folder that holds another's runs keeps their rows in table3.md and
-    ablation.json."""
-    from jessl.methods import METHODS
-    others = [m for m in METHODS if m not in methods and finished_cells(out, [m])]
-    return methods + others
+def table_methods(cells: dict, methods: list[str]) -> list[str]:
+    """The called methods, then every other method with a finished run in `cells` (in their
+    order there): a call for one method into a folder that holds another's runs keeps their
+    rows in table3.md and ablation.json."""
+    return list(dict.fromkeys([*methods, *(method for method, _ in cells)]))
 
 
 def table(cells: dict, methods: list[str]) -> str:
@@ -333,6 +331,7 @@ def main(argv=None) -> int:
                              out / f"cifar10_train_{args.images}.jessl", args.images)
     val_file = subset_file(root / "cifar10_jpeg_test.npz",
                            out / f"cifar10_test_{val_images}.jessl", val_images)
+    from jessl.methods import METHODS
     methods = args.methods.split(",")
     wanted = args.settings.split(",")
     warm_up(train_file, methods)
@@ -343,12 +342,12 @@ def main(argv=None) -> int:
             fields = overrides(method, f1clr, spl, ha, size, args)
             for seed in (int(s) for s in args.seeds.split(",")):
                 run_cell(out / run_name(method, name, seed), train_file, val_file, fields, seed)
-                cells = finished_cells(out, table_methods(out, methods))  # earlier calls' too
+                cells = finished_cells(out, list(METHODS))  # every method's, earlier calls' too
                 (out / "ablation.json").write_text(json.dumps(
                     {"args": vars(args), "runs": {f"{m}/{n}": r for (m, n), r in cells.items()}},
                     indent=1) + "\n")
-    shown = table_methods(out, methods)
-    cells = finished_cells(out, shown)
+    cells = finished_cells(out, list(METHODS))
+    shown = table_methods(cells, methods)
     text = (f"## Ours (CIFAR-10, {args.images:,} training images, small_cnn)\n\n"
             + table(cells, shown) +
             "\n\n## The paper's Table 3 (SimSiam, ResNet-50, Imagenette)\n\n" + paper_table() + "\n")

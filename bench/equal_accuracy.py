@@ -27,8 +27,9 @@ line to the baseline's cost at its accuracy (the speed-up, drawn).
 
 Reads each run folder's results.json (knn_top1, flops, wall_s) and config.yaml (train.seed,
 train.epochs, optim.lr); trains nothing. A folder still training (config.yaml, no
-results.json yet: a long run that resumes next session) is skipped with a line saying so. Baselines of one seed should share everything but
-their length (the script prints each one's epochs and lr so that a mismatch shows).
+results.json yet: a long run that resumes next session) is skipped with a line saying so.
+Baselines of one seed should share everything but their length (the script prints each
+one's epochs and lr so that a mismatch shows).
 """
 
 from __future__ import annotations
@@ -160,10 +161,11 @@ def main(argv=None) -> int:
     p.add_argument("--plot", type=Path, metavar="PNG",
                    help="also draw kNN against PFLOPs and minutes, the speed-ups marked")
     args = p.parse_args(argv)
-    for folder in filter(in_progress, args.baseline + args.efficient):
+    busy = [f for f in args.baseline + args.efficient if in_progress(f)]
+    for folder in busy:
         print(f"skipped {folder}: still training (no results.json yet)")
-    baselines = [read_run(f) for f in args.baseline if not in_progress(f)]
-    efficient = [read_run(f) for f in args.efficient if not in_progress(f)]
+    baselines = [read_run(f) for f in args.baseline if f not in busy]
+    efficient = [read_run(f) for f in args.efficient if f not in busy]
 
     print("baselines (seed: epochs @ lr -> kNN %, PFLOPs, min):")
     for seed in sorted({b["seed"] for b in baselines}):

@@ -25,8 +25,8 @@ def test_finished_runs_of_earlier_calls_stay_in_the_table(tmp_path):
         ("simclr", "F1-CLR"): [46.4],  # not F1-CLR+SPL's folder, whose name starts alike
         ("simclr", "F1-CLR+SPL"): [45.8]}
     # a later call for BYOL alone keeps SimCLR's rows: called methods first, then the others
-    assert bench.table_methods(tmp_path, ["byol"]) == ["byol", "simclr"]
-    assert bench.table_methods(tmp_path, ["simclr"]) == ["simclr"]
+    assert bench.table_methods(cells, ["byol"]) == ["byol", "simclr"]
+    assert bench.table_methods(cells, ["simclr"]) == ["simclr"]
 
 
 def test_rows_at_24px_train_below_the_test_size_and_ramp_to_it(tmp_path):
