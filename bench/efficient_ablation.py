@@ -262,6 +262,23 @@ def paper_table() -> str:
     return "\n".join(lines)
 
 
+def write_tables(out: Path, args, methods: list[str]) -> str:
+    """Write OUT/ablation.json and OUT/table3.md from every finished run in `out` (every
+    method's, earlier calls' too), each atomically; returns table3.md's text. "args" in
+    ablation.json are this call's; each run's own config.yaml records how it ran."""
+    from jessl.files import write_atomic
+    from jessl.methods import METHODS
+    cells = finished_cells(out, list(METHODS))
+    runs = {f"{m}/{n}": r for (m, n), r in cells.items()}
+    report = json.dumps({"args": vars(args), "runs": runs}, indent=1) + "\n"
+    text = (f"## Ours (CIFAR-10, {args.images:,} training images, small_cnn)\n\n"
+            + table(cells, table_methods(cells, methods)) +
+            "\n\n## The paper's Table 3 (SimSiam, ResNet-50, Imagenette)\n\n" + paper_table() + "\n")
+    write_atomic(out / "ablation.json", lambda tmp: Path(tmp).write_text(report))
+    write_atomic(out / "table3.md", lambda tmp: Path(tmp).write_text(text))
+    return text
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -331,7 +348,6 @@ def main(argv=None) -> int:
                              out / f"cifar10_train_{args.images}.jessl", args.images)
     val_file = subset_file(root / "cifar10_jpeg_test.npz",
                            out / f"cifar10_test_{val_images}.jessl", val_images)
-    from jessl.methods import METHODS
     methods = args.methods.split(",")
     wanted = args.settings.split(",")
     warm_up(train_file, methods)
@@ -342,17 +358,8 @@ def main(argv=None) -> int:
             fields = overrides(method, f1clr, spl, ha, size, args)
             for seed in (int(s) for s in args.seeds.split(",")):
                 run_cell(out / run_name(method, name, seed), train_file, val_file, fields, seed)
-                cells = finished_cells(out, list(METHODS))  # every method's, earlier calls' too
-                (out / "ablation.json").write_text(json.dumps(
-                    {"args": vars(args), "runs": {f"{m}/{n}": r for (m, n), r in cells.items()}},
-                    indent=1) + "\n")
-    cells = finished_cells(out, list(METHODS))
-    shown = table_methods(cells, methods)
-    text = (f"## Ours (CIFAR-10, {args.images:,} training images, small_cnn)\n\n"
-            + table(cells, shown) +
-            "\n\n## The paper's Table 3 (SimSiam, ResNet-50, Imagenette)\n\n" + paper_table() + "\n")
-    (out / "table3.md").write_text(text)
-    print(text)
+                write_tables(out, args, methods)  # a call stopped later keeps both current
+    print(write_tables(out, args, methods))
     return 0
 
 

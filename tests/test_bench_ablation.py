@@ -52,3 +52,26 @@ def test_rows_at_24px_train_below_the_test_size_and_ramp_to_it(tmp_path):
                                     cfg.progressive.step)
     assert sizes[:2] == [24, 24] and min(sizes) == 16 and sizes[-1] == 24
     assert "data.view_set" not in bench.overrides("simclr", *rows["baseline"], ns)
+
+
+def test_tables_are_written_from_every_finished_run_after_each_cell(tmp_path):
+    """A call stopped mid-way (a long run that resumes next session) leaves ablation.json and
+    table3.md agreeing, both with every finished run and none of the unfinished ones."""
+    bench = _bench()
+    for name, seed, knn, flops in (("baseline", 0, 60.0, 4e14), ("all three@24px", 0, 59.0, 2e14),
+                                   ("baseline", 1, 61.0, 4e14)):
+        run = tmp_path / bench.run_name("simclr", name, seed)
+        run.mkdir()
+        (run / "results.json").write_text(json.dumps(
+            {"epoch": 10, "knn_top1": knn, "flops": flops, "wall_s": flops / 1e12}))
+    (tmp_path / bench.run_name("simclr", "all three@24px", 1)).mkdir()  # still training
+    args = argparse.Namespace(images=10000, seeds="1")
+    text = bench.write_tables(tmp_path, args, ["simclr"])
+    assert (tmp_path / "table3.md").read_text() == text
+    assert "| simclr | baseline | 10 | 60.50 ± 0.71 | +0.00 |" in text
+    assert "| simclr | all three@24px | 10 | 59.00 | -1.50 | 0.2 | 3.3 | 2.00x | 2.00x | 1 |" in text
+    report = json.loads((tmp_path / "ablation.json").read_text())
+    assert report["args"] == {"images": 10000, "seeds": "1"}
+    assert [r["knn_top1"] for r in report["runs"]["simclr/baseline"]] == [60.0, 61.0]
+    assert [r["knn_top1"] for r in report["runs"]["simclr/all three@24px"]] == [59.0]
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left beside
