@@ -28,16 +28,19 @@ FLOPs and in minutes, with the seed count. Everything else is docs/recipes/cifar
 The row nearest issue 12's goal: all three at 24 px, 12 epochs, with the paper's doubled
 F1-CLR peak lr and SPL's colour-jitter ramp, against the baseline (2026-12-06: 2.02x fewer
 FLOPs, 1.98x less time, 0.53 points of kNN under it over 5 seeds; 2.1 under a baseline at the
-same lr, and 1.2 and 1.1 at 30 against 25 and 60 against 51 epochs, where the baseline needs
-only 1.4-1.6x the efficient row's FLOPs for its accuracy, bench/equal_accuracy.py;
-docs/benchmarks.md):
+same lr, and 1.2, 1.1 and 0.9 at 30 against 25, 60 against 51 and 120 against 103 epochs,
+where the baseline needs only 1.4-1.7x the efficient row's FLOPs for its accuracy,
+bench/equal_accuracy.py; docs/benchmarks.md):
 
     python bench/efficient_ablation.py --methods simclr --images 10000 --seeds 0,1,2,3,4 \
         --settings "baseline,all three@24px" --efficient-epochs 12 --ha-skip-small \
         --f1clr-lr-mult 2 --spl-min-magnitude 0.5 --out runs/efficient_ablation_goal
 
 Finished runs are skipped when the command is run again (their results.json is read back),
-so an interrupted ablation continues. Writes OUT/ablation.json and OUT/table3.md.
+so an interrupted ablation continues. Writes OUT/ablation.json and OUT/table3.md. A row's
+"vs baseline" and speed-ups are means over the seeds it shares with its baseline, and the time
+speed-up only over the seeds whose two runs ran on one CPU model (each run's env.json): a
+study that spans sessions meets other machines, and minutes from two do not compare.
 """
 
 from __future__ import annotations
@@ -134,9 +137,12 @@ def finished_cells(out: Path, methods: list[str]) -> dict:
             prefix = run_name(method, name, "")
             runs = sorted((int(d.name[len(prefix):]), d) for d in out.glob(prefix + "*")
                           if d.name[len(prefix):].isdigit() and (d / "results.json").is_file())
-            for _, run in runs:  # by seed
+            for seed, run in runs:  # by seed
                 results = json.loads((run / "results.json").read_text())
-                cells.setdefault((method, name), []).append(results)
+                env = run / "env.json"  # the machine: minutes compare only on one CPU model
+                cpu = json.loads(env.read_text()).get("cpu") if env.is_file() else None
+                cells.setdefault((method, name), []).append({**results, "seed": seed,
+                                                             "cpu": cpu})
     return cells
 
 
@@ -234,8 +240,9 @@ def table(cells: dict, methods: list[str]) -> str:
     lines = ["| method | setting | epochs | kNN top-1 (%) | vs baseline | petaFLOPs | training "
              "min | speed-up, FLOPs | speed-up, time | seeds |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    unmatched = other_cpu = False
     for method in methods:
-        base = cells.get((method, "baseline"))
+        base = {r.get("seed"): r for r in cells.get((method, "baseline"), [])}
         for name, *_ in SETTINGS:
             runs = cells.get((method, name))
             if not runs:
@@ -244,15 +251,42 @@ def table(cells: dict, methods: list[str]) -> str:
             flops = statistics.mean(r["flops"] for r in runs)
             minutes = statistics.mean(r["wall_s"] for r in runs) / 60
             delta = speed_f = speed_t = ""
-            if base:
-                b_knn = statistics.mean(r["knn_top1"] for r in base)
-                delta = f"{statistics.mean(knn) - b_knn:+.2f}"
-                speed_f = f"{statistics.mean(r['flops'] for r in base) / flops:.2f}x"
-                speed_t = f"{statistics.mean(r['wall_s'] for r in base) / 60 / minutes:.2f}x"
+            pairs = [(r, base[r.get("seed")]) for r in runs if r.get("seed") in base]
+            if pairs:
+                delta, speed_f, speed_t, timed = _versus(pairs)
+                unmatched |= len(pairs) != len(runs) or len(pairs) != len(base)
+                other_cpu |= timed < len(pairs)
             lines.append(f"| {method} | {name} | {runs[0]['epoch']} | {_mean_spread(knn)} | "
                          f"{delta} | {flops / PETA:.4g} | {minutes:.1f} | {speed_f} | "
                          f"{speed_t} | {len(runs)} |")
+    if unmatched:
+        lines.append("\n\"vs baseline\" and the speed-ups compare the seeds a row shares with "
+                     "its baseline (where a row has more or fewer seeds than the baseline, "
+                     "its kNN and the baseline's, each over its own seeds, differ by another "
+                     "figure).")
+    if other_cpu:
+        lines.append("\nA time speed-up \"of N seeds\" (or \"-\") leaves out the seeds whose "
+                     "run and baseline ran on different CPU models (env.json): FLOPs compare "
+                     "across machines, minutes do not.")
     return "\n".join(lines)
+
+
+def _versus(pairs: list[tuple[dict, dict]]) -> tuple[str, str, str, int]:
+    """The kNN difference and the FLOP and time speed-ups of a row against its baseline,
+    over the seeds both ran (matched seeds: a seed still training on one side would otherwise
+    mix a seed's luck into the difference); the time speed-up only over the seeds whose two
+    runs ran on the same CPU model (a study that spans sessions meets other machines), marked
+    "of N seeds" when that leaves some out, "-" when it leaves all; and how many it kept."""
+    mean = statistics.mean
+    timed = [(r, b) for r, b in pairs if r.get("cpu") == b.get("cpu")]
+    speed_t = "-"
+    if timed:
+        speed_t = f"{mean(b['wall_s'] for _, b in timed) / mean(r['wall_s'] for r, _ in timed):.2f}x"
+        if len(timed) < len(pairs):
+            speed_t += f" ({len(timed)} of {len(pairs)} seeds)"
+    return (f"{mean(r['knn_top1'] - b['knn_top1'] for r, b in pairs):+.2f}",
+            f"{mean(b['flops'] for _, b in pairs) / mean(r['flops'] for r, _ in pairs):.2f}x",
+            speed_t, len(timed))
 
 
 def paper_table() -> str:

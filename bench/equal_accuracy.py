@@ -25,8 +25,11 @@ that speed-up too. A run outside every bracket is reported, never extrapolated.
 seed, its baselines as a line and its efficient runs as stars, each star joined by a dotted
 line to the baseline's cost at its accuracy (the speed-up, drawn).
 
-Reads each run folder's results.json (knn_top1, flops, wall_s) and config.yaml (train.seed,
-train.epochs, optim.lr); trains nothing. A folder still training (config.yaml, no
+Reads each run folder's results.json (knn_top1, flops, wall_s), config.yaml (train.seed,
+train.epochs, optim.lr) and env.json (the CPU it ran on); trains nothing. FLOPs are the same on
+any machine, minutes are not: the time speed-up of a run uses only baselines that ran on the
+same CPU model as it (a long study spans sessions, and sessions get different machines), and
+a run with none is marked "other CPU" in the time column and drawn hollow in the time panel. A folder still training (config.yaml, no
 results.json yet: a long run that resumes next session) is skipped with a line saying so.
 Baselines of one seed should share everything but their length (the script prints each
 one's epochs and lr so that a mismatch shows).
@@ -45,8 +48,9 @@ import yaml
 
 
 def read_run(folder: Path) -> dict:
-    """{folder, seed, epochs, lr, knn, flops, minutes} of a finished `jessl train` run folder."""
-    results, config = folder / "results.json", folder / "config.yaml"
+    """{folder, seed, epochs, lr, knn, flops, minutes, cpu} of a finished `jessl train` run
+    folder; cpu is env.json's CPU model (None for a folder without one)."""
+    results, config, env = folder / "results.json", folder / "config.yaml", folder / "env.json"
     if not results.is_file() or not config.is_file():
         raise SystemExit(f"{folder}: not a finished run (needs results.json and config.yaml)")
     res = json.loads(results.read_text())
@@ -56,7 +60,13 @@ def read_run(folder: Path) -> dict:
     return {"folder": str(folder), "seed": int(cfg["train"]["seed"]),
             "epochs": int(cfg["train"]["epochs"]), "lr": float(cfg["optim"]["lr"]),
             "knn": float(res["knn_top1"]), "flops": float(res["flops"]),
-            "minutes": float(res["wall_s"]) / 60}
+            "minutes": float(res["wall_s"]) / 60,
+            "cpu": json.loads(env.read_text()).get("cpu") if env.is_file() else None}
+
+
+def same_machine(a: dict, b: dict) -> bool:
+    """Whether two runs' minutes compare: the same CPU model, or either unrecorded."""
+    return a.get("cpu") is None or b.get("cpu") is None or a["cpu"] == b["cpu"]
 
 
 def in_progress(folder: Path) -> bool:
@@ -87,17 +97,21 @@ def at_accuracy(points: list[tuple[float, float]], target: float,
 
 def speedups(baselines: list[dict], efficient: list[dict]) -> list[dict]:
     """Per efficient run: the bracketing baseline cost at its kNN, in FLOPs and in minutes, and
-    the ratios to its own; `speedup_flops_linear` interpolates linearly in FLOPs instead."""
+    the ratios to its own; `speedup_flops_linear` interpolates linearly in FLOPs instead.
+    Minutes are read only from the baselines that ran on the run's CPU model (`same_machine`);
+    `other_cpu` says a baseline of its seed was left out for that."""
     rows = []
     for run in sorted(efficient, key=lambda r: (r["seed"], r["flops"])):
         same = [b for b in baselines if b["seed"] == run["seed"]]
+        timed = [b for b in same if same_machine(b, run)]
         flops = at_accuracy([(b["flops"], b["knn"]) for b in same], run["knn"])
-        minutes = at_accuracy([(b["minutes"], b["knn"]) for b in same], run["knn"])
+        minutes = at_accuracy([(b["minutes"], b["knn"]) for b in timed], run["knn"])
         linear = at_accuracy([(b["flops"], b["knn"]) for b in same], run["knn"], log=False)
         rows.append({**run, "base_flops": flops, "base_minutes": minutes,
                      "speedup_flops": flops / run["flops"] if flops else None,
                      "speedup_flops_linear": linear / run["flops"] if linear else None,
-                     "speedup_time": minutes / run["minutes"] if minutes else None})
+                     "speedup_time": minutes / run["minutes"] if minutes else None,
+                     "other_cpu": len(timed) < len(same)})
     return rows
 
 
@@ -126,8 +140,10 @@ def plot(baselines: list[dict], rows: list[dict], path: Path) -> None:
                 ax.plot([b[key] / unit for b in base], [b["knn"] for b in base], "o-",
                         color=colour, label=f"baseline, seed {seed}")
             for r in eff:
+                hollow = key == "minutes" and r["other_cpu"]  # its minutes do not compare
                 ax.plot(r[key] / unit, r["knn"], "*", color=colour, markersize=13,
-                        markeredgecolor="black", markeredgewidth=0.5,
+                        markeredgecolor=colour if hollow else "black", markeredgewidth=0.5,
+                        markerfacecolor="none" if hollow else colour,
                         label=f"efficient, seed {seed}" if r is eff[0] else None)
                 if r[base_key] is not None:
                     ax.plot([r[key] / unit, r[base_key] / unit], [r["knn"]] * 2, ":",
@@ -145,6 +161,9 @@ def plot(baselines: list[dict], rows: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("kNN top-1 (%)")
     axes[0].set_title("dotted: baseline cost at the same kNN", fontsize="small")
+    if any(r["other_cpu"] for r in rows):
+        axes[1].set_title("hollow: a run on another CPU model than its seed's baselines",
+                          fontsize="small")
     axes[0].legend(fontsize="small")
     fig.tight_layout()
     write_atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
@@ -183,6 +202,8 @@ def main(argv=None) -> int:
             else f"{r['base_flops'] / 1e15:.4f}"
         sf, st, sl = (("-" if r[k] is None else f"{r[k]:.2f}x") for k in
                       ("speedup_flops", "speedup_time", "speedup_flops_linear"))
+        if r["speedup_time"] is None and r["other_cpu"]:
+            st = f"- (other CPU: {r['cpu']})"
         name = f"{Path(r['folder']).parent.name}/{Path(r['folder']).name}"
         print(f"| {r['seed']} | {name} | "
               f"{r['epochs']} | {r['knn']:.2f} | {r['flops'] / 1e15:.4f} | {r['minutes']:.1f} | "
@@ -198,7 +219,10 @@ def main(argv=None) -> int:
         print(f"\nefficient runs of {epochs} epochs: speed-up at equal kNN, FLOPs "
               f"{statistics.mean(f):.2f}x (mean of {len(f)}: "
               f"{', '.join(f'{x:.2f}' for x in f)})"
-              + (f", time {statistics.mean(t):.2f}x" if t else "")
+              + (f", time {statistics.mean(t):.2f}x"
+                 + (f" (mean of {len(t)}; {len(f) - len(t)} ran on another CPU than its "
+                    f"baselines)" if len(t) < len(f)
+                    else "") if t else "")
               + f"; linear in FLOPs (the paper's Table 7) {statistics.mean(lin):.2f}x")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -69,9 +69,49 @@ def test_tables_are_written_from_every_finished_run_after_each_cell(tmp_path):
     text = bench.write_tables(tmp_path, args, ["simclr"])
     assert (tmp_path / "table3.md").read_text() == text
     assert "| simclr | baseline | 10 | 60.50 ± 0.71 | +0.00 |" in text
-    assert "| simclr | all three@24px | 10 | 59.00 | -1.50 | 0.2 | 3.3 | 2.00x | 2.00x | 1 |" in text
+    # compared with seed 0's baseline alone (60.0), not the mean of seeds 0 and 1 (60.5)
+    assert "| simclr | all three@24px | 10 | 59.00 | -1.00 | 0.2 | 3.3 | 2.00x | 2.00x | 1 |" in text
+    assert "compare the seeds a row shares with its baseline" in text
     report = json.loads((tmp_path / "ablation.json").read_text())
     assert report["args"] == {"images": 10000, "seeds": "1"}
     assert [r["knn_top1"] for r in report["runs"]["simclr/baseline"]] == [60.0, 61.0]
     assert [r["knn_top1"] for r in report["runs"]["simclr/all three@24px"]] == [59.0]
+    assert [r["seed"] for r in report["runs"]["simclr/baseline"]] == [0, 1]
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left beside
+
+
+def test_rows_are_compared_with_the_baseline_on_the_seeds_both_ran():
+    """A row is judged against its own seeds' baselines: the difference and the speed-ups are
+    means over matched seeds, so a lucky baseline seed the row lacks does not move them."""
+    bench = _bench()
+    def run(seed, knn, flops, wall_s):
+        return {"seed": seed, "epoch": 10, "knn_top1": knn, "flops": flops, "wall_s": wall_s}
+    cells = {("simclr", "baseline"): [run(0, 60.0, 4e14, 600), run(1, 62.0, 4e14, 900),
+                                      run(2, 70.0, 8e14, 9000)],
+             ("simclr", "F1-CLR"): [run(0, 59.0, 2e14, 300), run(1, 61.5, 2e14, 300)]}
+    row = next(line for line in bench.table(cells, ["simclr"]).splitlines()
+               if "| F1-CLR |" in line)
+    # seeds 0 and 1: (-1.0 - 0.5) / 2 = -0.75; FLOPs 4e14 / 2e14; time 750 s / 300 s
+    assert "| 60.25 ± 1.77 | -0.75 | 0.2 | 5.0 | 2.00x | 2.50x | 2 |" in row
+    same = {k: [r for r in v if r["seed"] < 2] for k, v in cells.items()}
+    assert "compare the seeds" not in bench.table(same, ["simclr"])  # no footnote when matched
+
+
+def test_time_speedups_compare_runs_on_one_cpu_model_only(tmp_path):
+    """A seed whose efficient run ran on another machine than its baseline keeps its kNN and
+    FLOPs in the comparison, and leaves the time speed-up, which says so."""
+    bench = _bench()
+    for name, seed, knn, wall_s, cpu in (("baseline", 0, 60.0, 600, "AMD EPYC"),
+                                         ("baseline", 1, 62.0, 900, "AMD EPYC"),
+                                         ("F1-CLR", 0, 59.0, 300, "AMD EPYC"),
+                                         ("F1-CLR", 1, 61.0, 100, "Intel Xeon")):
+        run = tmp_path / bench.run_name("simclr", name, seed)
+        run.mkdir()
+        (run / "results.json").write_text(json.dumps(
+            {"epoch": 10, "knn_top1": knn, "flops": 4e14 if name == "baseline" else 2e14,
+             "wall_s": wall_s}))
+        (run / "env.json").write_text(json.dumps({"cpu": cpu}))
+    text = bench.table(bench.finished_cells(tmp_path, ["simclr"]), ["simclr"])
+    # kNN and FLOPs on both seeds; time on seed 0 alone: 600 s / 300 s
+    assert "| -1.00 | 0.2 | 3.3 | 2.00x | 2.00x (1 of 2 seeds) | 2 |" in text
+    assert "different CPU models" in text

@@ -14,8 +14,11 @@ def _bench():
     return load("equal_accuracy")
 
 
-def _run(folder: Path, seed: int, epochs: int, knn: float, pflops: float, minutes: float):
+def _run(folder: Path, seed: int, epochs: int, knn: float, pflops: float, minutes: float,
+         cpu: str | None = None):
     folder.mkdir(parents=True)
+    if cpu is not None:
+        (folder / "env.json").write_text(json.dumps({"cpu": cpu}))
     (folder / "results.json").write_text(json.dumps(
         {"knn_top1": knn, "flops": pflops * 1e15, "wall_s": minutes * 60}))
     (folder / "config.yaml").write_text(yaml.safe_dump(
@@ -81,3 +84,24 @@ def test_a_run_still_training_is_skipped_by_name(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"skipped {busy}: still training" in out
     assert "120 @" not in out and "| 0 | " in out and "2.00x" in out
+
+
+def test_minutes_compare_only_on_the_same_cpu(tmp_path, capsys):
+    """FLOPs are read from every baseline of the seed, minutes only from those that ran on the
+    run's CPU model: a run resumed on another machine gets no time speed-up, and says why."""
+    bench = _bench()
+    b = [_run(tmp_path / "b0_15", 0, 15, 50.0, 0.1, 8.0, "AMD EPYC"),
+         _run(tmp_path / "b0_60", 0, 60, 54.0, 0.4, 32.0, "AMD EPYC"),
+         _run(tmp_path / "b1_15", 1, 15, 50.0, 0.1, 8.0, "AMD EPYC"),
+         _run(tmp_path / "b1_60", 1, 60, 54.0, 0.4, 32.0)]  # no env.json: compares with any
+    e = [_run(tmp_path / "e0", 0, 25, 52.0, 0.1, 4.0, "Intel Xeon"),
+         _run(tmp_path / "e1", 1, 25, 52.0, 0.1, 5.0, "AMD EPYC")]
+    rows = bench.speedups([bench.read_run(f) for f in b], [bench.read_run(f) for f in e])
+    assert rows[0]["speedup_flops"] == pytest.approx(2.0)  # FLOPs: any machine
+    assert rows[0]["speedup_time"] is None and rows[0]["other_cpu"]
+    assert rows[1]["speedup_time"] == pytest.approx(16.0 / 5.0) and not rows[1]["other_cpu"]
+    assert bench.main(["--baseline", *map(str, b), "--efficient", *map(str, e),
+                       "--plot", str(tmp_path / "plot.png")]) == 0
+    out = capsys.readouterr().out
+    assert "- (other CPU: Intel Xeon)" in out
+    assert "time 3.20x (mean of 1; 1 ran on another CPU than its baselines)" in out
