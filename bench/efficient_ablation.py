@@ -37,7 +37,9 @@ bench/equal_accuracy.py; docs/benchmarks.md):
         --f1clr-lr-mult 2 --spl-min-magnitude 0.5 --out runs/efficient_ablation_goal
 
 Finished runs are skipped when the command is run again (their results.json is read back),
-so an interrupted ablation continues. Writes OUT/ablation.json and OUT/table3.md. A row's
+so an interrupted ablation continues; a run stopped mid-way resumes from its last checkpoint
+in the same checkout, and trains again from epoch 0, saying so, in a fresh one (checkpoints
+stay out of git). Writes OUT/ablation.json and OUT/table3.md. A row's
 "vs baseline" and speed-ups are means over the seeds it shares with its baseline, and the time
 speed-up only over the seeds whose two runs ran on one CPU model (each run's env.json): a
 study that spans sessions meets other machines, and minutes from two do not compare.
@@ -149,6 +151,7 @@ def finished_cells(out: Path, methods: list[str]) -> dict:
 def run_cell(out: Path, train_file: Path, val_file: Path, fields: dict, seed: int) -> None:
     """One training run into `out`, unless it finished before (its results.json, which the
     table reads back: `finished_cells`)."""
+    from jessl.checkpoint import latest_checkpoint
     from jessl.config import load_config
     from jessl.train.trainer import train
     if (out / "results.json").is_file():
@@ -156,9 +159,22 @@ def run_cell(out: Path, train_file: Path, val_file: Path, fields: dict, seed: in
     fields = {**fields, "data.train": train_file, "data.val": val_file, "train.seed": seed,
               "train.out": out}
     cfg = load_config(RECIPE, [f"{k}={v}" for k, v in fields.items()])
-    if (out / "checkpoints").is_dir():
+    if latest_checkpoint(out) is not None:
         cfg.set("train.resume", "auto")
+    elif (out / "metrics.jsonl").is_file():
+        print(restart_notice(out), flush=True)
     train(cfg)
+
+
+def restart_notice(out: Path) -> str:
+    """What a stopped run without its checkpoint gets: checkpoints stay out of git, so a run
+    stopped in one session and continued from a fresh checkout trains again from epoch 0 (its
+    old metrics.jsonl is replaced), and says so instead of looking like a resume."""
+    from jessl.train.curve import read_metrics
+    epochs = [r["epoch"] for r in read_metrics(out) if r.get("kind") == "epoch"]
+    done = f"stopped after epoch {max(epochs)}" if epochs else "stopped before its first epoch"
+    return (f"{out.name}: {done}, and its checkpoint is gone (checkpoints are not kept in "
+            f"git): training it again from epoch 0")
 
 
 def predict_flops(method: str, args) -> dict:
