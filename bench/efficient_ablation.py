@@ -56,6 +56,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from methods_no_collapse import subset_file  # noqa: E402
 
+from jessl.train.curve import run_cpu, same_cpu  # noqa: E402  (no torch: quick to load)
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "docs" / "recipes" / "cifar10_simclr_v1.yaml"
 PETA = 1e15
@@ -141,40 +143,21 @@ def finished_cells(out: Path, methods: list[str]) -> dict:
                           if d.name[len(prefix):].isdigit() and (d / "results.json").is_file())
             for seed, run in runs:  # by seed
                 results = json.loads((run / "results.json").read_text())
-                env = run / "env.json"  # the machine: minutes compare only on one CPU model
-                cpu = json.loads(env.read_text()).get("cpu") if env.is_file() else None
                 cells.setdefault((method, name), []).append({**results, "seed": seed,
-                                                             "cpu": cpu})
+                                                             "cpu": run_cpu(run)})
     return cells
 
 
 def run_cell(out: Path, train_file: Path, val_file: Path, fields: dict, seed: int) -> None:
     """One training run into `out`, unless it finished before (its results.json, which the
     table reads back: `finished_cells`)."""
-    from jessl.checkpoint import latest_checkpoint
     from jessl.config import load_config
     from jessl.train.trainer import train
     if (out / "results.json").is_file():
         return
     fields = {**fields, "data.train": train_file, "data.val": val_file, "train.seed": seed,
-              "train.out": out}
-    cfg = load_config(RECIPE, [f"{k}={v}" for k, v in fields.items()])
-    if latest_checkpoint(out) is not None:
-        cfg.set("train.resume", "auto")
-    elif (out / "metrics.jsonl").is_file():
-        print(restart_notice(out), flush=True)
-    train(cfg)
-
-
-def restart_notice(out: Path) -> str:
-    """What a stopped run without its checkpoint gets: checkpoints stay out of git, so a run
-    stopped in one session and continued from a fresh checkout trains again from epoch 0 (its
-    old metrics.jsonl is replaced), and says so instead of looking like a resume."""
-    from jessl.train.curve import read_metrics
-    epochs = [r["epoch"] for r in read_metrics(out) if r.get("kind") == "epoch"]
-    done = f"stopped after epoch {max(epochs)}" if epochs else "stopped before its first epoch"
-    return (f"{out.name}: {done}, and its checkpoint is gone (checkpoints are not kept in "
-            f"git): training it again from epoch 0")
+              "train.out": out, "train.resume": "auto"}  # the trainer says which it did
+    train(load_config(RECIPE, [f"{k}={v}" for k, v in fields.items()]))
 
 
 def predict_flops(method: str, args) -> dict:
@@ -294,7 +277,7 @@ def _versus(pairs: list[tuple[dict, dict]]) -> tuple[str, str, str, int]:
     runs ran on the same CPU model (a study that spans sessions meets other machines), marked
     "of N seeds" when that leaves some out, "-" when it leaves all; and how many it kept."""
     mean = statistics.mean
-    timed = [(r, b) for r, b in pairs if r.get("cpu") == b.get("cpu")]
+    timed = [(r, b) for r, b in pairs if same_cpu(r.get("cpu"), b.get("cpu"))]
     speed_t = "-"
     if timed:
         speed_t = f"{mean(b['wall_s'] for _, b in timed) / mean(r['wall_s'] for r, _ in timed):.2f}x"

@@ -46,11 +46,13 @@ from pathlib import Path
 
 import yaml
 
+from jessl.train.curve import run_cpu, same_cpu  # no torch: quick to load
+
 
 def read_run(folder: Path) -> dict:
     """{folder, seed, epochs, lr, knn, flops, minutes, cpu} of a finished `jessl train` run
     folder; cpu is env.json's CPU model (None for a folder without one)."""
-    results, config, env = folder / "results.json", folder / "config.yaml", folder / "env.json"
+    results, config = folder / "results.json", folder / "config.yaml"
     if not results.is_file() or not config.is_file():
         raise SystemExit(f"{folder}: not a finished run (needs results.json and config.yaml)")
     res = json.loads(results.read_text())
@@ -61,12 +63,7 @@ def read_run(folder: Path) -> dict:
             "epochs": int(cfg["train"]["epochs"]), "lr": float(cfg["optim"]["lr"]),
             "knn": float(res["knn_top1"]), "flops": float(res["flops"]),
             "minutes": float(res["wall_s"]) / 60,
-            "cpu": json.loads(env.read_text()).get("cpu") if env.is_file() else None}
-
-
-def same_machine(a: dict, b: dict) -> bool:
-    """Whether two runs' minutes compare: the same CPU model, or either unrecorded."""
-    return a.get("cpu") is None or b.get("cpu") is None or a["cpu"] == b["cpu"]
+            "cpu": run_cpu(folder)}
 
 
 def in_progress(folder: Path) -> bool:
@@ -98,12 +95,12 @@ def at_accuracy(points: list[tuple[float, float]], target: float,
 def speedups(baselines: list[dict], efficient: list[dict]) -> list[dict]:
     """Per efficient run: the bracketing baseline cost at its kNN, in FLOPs and in minutes, and
     the ratios to its own; `speedup_flops_linear` interpolates linearly in FLOPs instead.
-    Minutes are read only from the baselines that ran on the run's CPU model (`same_machine`);
+    Minutes are read only from the baselines that ran on the run's CPU model (`same_cpu`);
     `other_cpu` says a baseline of its seed was left out for that."""
     rows = []
     for run in sorted(efficient, key=lambda r: (r["seed"], r["flops"])):
         same = [b for b in baselines if b["seed"] == run["seed"]]
-        timed = [b for b in same if same_machine(b, run)]
+        timed = [b for b in same if same_cpu(b["cpu"], run["cpu"])]
         flops = at_accuracy([(b["flops"], b["knn"]) for b in same], run["knn"])
         minutes = at_accuracy([(b["minutes"], b["knn"]) for b in timed], run["knn"])
         linear = at_accuracy([(b["flops"], b["knn"]) for b in same], run["knn"], log=False)
@@ -113,6 +110,17 @@ def speedups(baselines: list[dict], efficient: list[dict]) -> list[dict]:
                      "speedup_time": minutes / run["minutes"] if minutes else None,
                      "other_cpu": len(timed) < len(same)})
     return rows
+
+
+def _time_mean(speedups: list[float], runs: int) -> str:
+    """", time 1.59x" for the summary line; the count when some runs had no time reading
+    (their minutes came from another CPU model than their baselines')."""
+    if not speedups:
+        return ""
+    left_out = runs - len(speedups)
+    note = (f" (mean of {len(speedups)}; {left_out} ran on another CPU than its baselines)"
+            if left_out else "")
+    return f", time {statistics.mean(speedups):.2f}x{note}"
 
 
 def plot(baselines: list[dict], rows: list[dict], path: Path) -> None:
@@ -219,11 +227,7 @@ def main(argv=None) -> int:
         print(f"\nefficient runs of {epochs} epochs: speed-up at equal kNN, FLOPs "
               f"{statistics.mean(f):.2f}x (mean of {len(f)}: "
               f"{', '.join(f'{x:.2f}' for x in f)})"
-              + (f", time {statistics.mean(t):.2f}x"
-                 + (f" (mean of {len(t)}; {len(f) - len(t)} ran on another CPU than its "
-                    f"baselines)" if len(t) < len(f)
-                    else "") if t else "")
-              + f"; linear in FLOPs (the paper's Table 7) {statistics.mean(lin):.2f}x")
+              + _time_mean(t, len(f)) + f"; linear in FLOPs (the paper's Table 7) {statistics.mean(lin):.2f}x")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     if args.plot:

@@ -20,6 +20,29 @@ PETA = 1e15  # FLOPs in a petaFLOP (jessl.train.flops.PETA; not imported: it loa
 VAL = "probe/backbone_val_top1"  # the online probe on the validation file (trainer.py)
 
 
+def run_cpu(run_dir) -> str | None:
+    """The CPU model a run trained on (its env.json, written by the trainer); None for a
+    folder without one."""
+    env = Path(run_dir) / "env.json"
+    return json.loads(env.read_text()).get("cpu") if env.is_file() else None
+
+
+def same_cpu(a: str | None, b: str | None) -> bool:
+    """Whether two runs' minutes compare: FLOPs are the same on any machine, training minutes
+    only on one CPU model (a study that spans sessions meets other machines). A run with no
+    record of its CPU compares with any, as runs did before env.json."""
+    return a is None or b is None or a == b
+
+
+def stopped_epoch(run_dir) -> int | None:
+    """The last epoch an earlier run in RUN finished, from its metrics.jsonl; None if it
+    finished none or left no metrics."""
+    if not (Path(run_dir) / "metrics.jsonl").is_file():
+        return None
+    return max((r["epoch"] for r in read_metrics(run_dir) if r.get("kind") == "epoch"),
+               default=None)
+
+
 def read_metrics(run_dir) -> list[dict]:
     """The records of RUN/metrics.jsonl, in order; a line that is not JSON is an error naming
     the file and the line (a run killed mid-write can leave half a line at the end: that last

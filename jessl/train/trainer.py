@@ -30,7 +30,7 @@ from jessl.checkpoint import (atomic_save, checkpoint_path, latest_checkpoint, l
                                prune_checkpoints, rng_state, set_rng_state)
 from jessl.config import RunConfig, default_threads
 from jessl.files import write_atomic
-from jessl.train.curve import read_metrics
+from jessl.train.curve import read_metrics, stopped_epoch
 from jessl.train.flops import PETA, FlopMeter, shape_key
 from jessl.train.probe import (OnlineProbe, probe_dims, probe_inputs, projector_blocks,
                                recalibration_sample)
@@ -149,7 +149,7 @@ def train(cfg: RunConfig) -> dict:
     resume = latest_checkpoint(run_dir) if t.resume == "auto" else \
         (Path(t.resume) if t.resume else None)
     if t.resume == "auto" and resume is None:
-        say(f"resume: no checkpoint in {run_dir / 'checkpoints'}, starting fresh")
+        say(fresh_start_notice(run_dir))
     if resume is not None:
         ckpt = load_checkpoint(resume)
         method.load_state_dict(ckpt["method"])
@@ -539,6 +539,20 @@ class RunLog:
             self.file.close()
             if self.tb is not None:
                 self.tb.close()
+
+
+def fresh_start_notice(run_dir: Path) -> str:
+    """What `train.resume=auto` says when RUN holds no checkpoint: starting fresh, and, where an
+    earlier run left its records there (a run stopped in one session and continued from a
+    fresh checkout: checkpoints stay out of git), that it trains again from epoch 0 and
+    replaces them, instead of looking like a resume."""
+    where = f"resume: no checkpoint in {Path(run_dir) / 'checkpoints'}"
+    epoch = stopped_epoch(run_dir)
+    if epoch is None:
+        return f"{where}, starting fresh"
+    return (f"{where}: the run here stopped after epoch {epoch}, and its checkpoint is gone "
+            f"(checkpoints are not kept in git): training it again from epoch 0, its "
+            f"metrics.jsonl replaced")
 
 
 def _kept(record: dict, resume_step: int) -> bool:

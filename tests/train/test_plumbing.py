@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from jessl.train.trainer import RunLog
+from jessl.train.trainer import RunLog, fresh_start_notice
 
 
 def test_resume_drops_later_records_and_a_torn_last_line(tmp_path):
@@ -31,3 +31,16 @@ def test_data_exact_reaches_the_training_loader(tiny_files, tmp_path, exact):
                                            {"data.exact": exact})).validate()
     loader = build_loader(cfg, Loader, cfg.view_list(), world=1)
     assert loader.exact is exact
+
+
+def test_a_stopped_run_without_its_checkpoint_says_it_starts_again(tmp_path):
+    """A run stopped in one session and continued from a fresh checkout (no checkpoint: they
+    stay out of git) trains from epoch 0, and resume=auto says so instead of looking like a
+    resume; an empty folder just starts fresh."""
+    assert fresh_start_notice(tmp_path).endswith(", starting fresh")
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+        {"kind": "step", "epoch": 36, "step": 1400},
+        {"kind": "epoch", "epoch": 36, "step": 1404})) + '{"kind": "ep')  # torn last line
+    notice = fresh_start_notice(tmp_path)
+    assert "stopped after epoch 36, and its checkpoint is gone" in notice
+    assert "training it again from epoch 0" in notice
