@@ -16,7 +16,7 @@ VAL = "probe/backbone_val_top1"
 
 
 def fabricate_run(run_dir, config: dict, knn=None, online=(40.0, 50.0), baseline=20.0,
-                  epochs=2, total=2, flops=None, seconds=30.0):
+                  epochs=2, total=2, flops=None, seconds=30.0, rankme=12.5):
     """A run folder as the trainer leaves it: config.yaml, metrics.jsonl (epoch records, and a
     final record + results.json once `epochs == total`), no checkpoints needed."""
     run_dir.mkdir(parents=True)
@@ -35,7 +35,7 @@ def fabricate_run(run_dir, config: dict, knn=None, online=(40.0, 50.0), baseline
         records.append(rec)
     if epochs == total:
         final = {k: v for k, v in records[-1].items() if k not in ("time", "kind")}
-        final.update(knn_top1=knn, knn_top1_random_init=baseline, rankme=12.5,
+        final.update(knn_top1=knn, knn_top1_random_init=baseline, rankme=rankme,
                      rankme_features=knn and knn / 2)
         records.append({"time": records[-1]["time"] + 3, "kind": "final", **final})
         (run_dir / "results.json").write_text(json.dumps(final))
@@ -233,3 +233,41 @@ def test_one_list_of_metrics():
     from jessl.studies import command, study
     assert study.METRICS is report.METRICS is command.METRICS
     assert report.METRICS == tuple(report.METRIC_KEYS)
+
+
+def test_select_by_chooses_per_seed_and_on_the_means(tmp_path, capsys):
+    """RankMe's use (label-free selection): per seed, the setting with the highest RankMe
+    against the one with the highest kNN and the kNN lost; the mean loss; the choice on the
+    means over seeds; a run with no RankMe takes no part."""
+    from jessl.studies.command import report_main
+    knn = {(0.1, 0): 48.0, (0.2, 0): 46.0, (0.5, 0): 44.0,
+           (0.1, 1): 44.0, (0.2, 1): 47.0, (0.5, 1): 43.0}
+    rank = {(0.1, 0): 80.0, (0.2, 0): 70.0, (0.5, 0): 30.0,
+            (0.1, 1): 60.0, (0.2, 1): 50.0, (0.5, 1): 90.0}
+    out = tmp_path / "sweep"
+    for p in expand_grid([("method.temperature", [0.1, 0.2, 0.5])], seeds=[0, 1]):
+        k = (p.overrides["method.temperature"], p.overrides["train.seed"])
+        fabricate_run(out / p.name, p.overrides, knn=knn[k], rankme=rank[k])
+    fabricate_run(out / "unfinished", {"method.temperature": 1.0, "train.seed": 1}, epochs=1)
+    result = report.build([out], metric="knn", select_by="rankme_embeddings")
+    sel = {e["seed"]: e for e in result["selection"]}
+    assert list(sel) == ["0", "1", "mean over seeds", "means over seeds"]
+    assert (sel["0"]["chosen"], sel["0"]["best"], sel["0"]["lost"]) == (
+        "method.temperature=0.1", "method.temperature=0.1", 0.0)
+    assert (sel["1"]["chosen"], sel["1"]["chosen_value"], sel["1"]["best"],
+            sel["1"]["lost"]) == ("method.temperature=0.5", 43.0, "method.temperature=0.2", 4.0)
+    assert sel["1"]["settings"] == 3  # the unfinished run has no RankMe: not a candidate
+    assert sel["mean over seeds"]["lost"] == pytest.approx(2.0)
+    means = sel["means over seeds"]  # RankMe means 70 / 60 / 60, kNN means 46 / 46.5 / 43.5
+    assert (means["chosen"], means["best"]) == ("method.temperature=0.1",
+                                                "method.temperature=0.2")
+    assert means["lost"] == pytest.approx(0.5)
+    assert report_main([str(out), "--metric", "knn", "--select-by", "rankme_embeddings"]) == 0
+    text = capsys.readouterr().out
+    assert "| 1 | method.temperature=0.5 | 43.00 | method.temperature=0.2 | 47.00 | 4.00 | 3 |" \
+        in text
+    with pytest.raises(report.StudyError, match="the metric itself"):
+        report.build([out], metric="knn", select_by="knn")
+    one = report.build([out / "temperature=0.1_seed=0", out / "temperature=0.2_seed=0"],
+                       metric="knn", select_by="rankme_embeddings")["selection"]
+    assert [e["seed"] for e in one] == ["all runs"] and one[0]["lost"] == 0.0  # one seed

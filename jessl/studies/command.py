@@ -141,6 +141,11 @@ def report_parser() -> argparse.ArgumentParser:
                    "(default: the study's y)")
     p.add_argument("--dataset", default=None, metavar="NAME", help="with --metric linear: the "
                    "dataset of the suite's report (default: its first)")
+    p.add_argument("--select-by", choices=METRICS, default=None, metavar="METRIC",
+                   help="label-free model selection (RankMe's use, the SSL Cookbook's Table 3): "
+                   "per seed, the setting with the highest METRIC (rankme, rankme_embeddings) "
+                   "against the one with the highest --metric, and the --metric its choice "
+                   "loses; then the same on the means over seeds")
     p.add_argument("--plot", default=None, metavar="PNG", help="draw the line plot or heatmap")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
     p.add_argument("--over-epochs", action="store_true",
@@ -173,7 +178,7 @@ def report_main(argv=None) -> int:
             over_epochs(args)
             return 0
         result = report.build(args.runs, metric=args.metric, x=args.x, y=args.y,
-                              dataset=args.dataset)
+                              dataset=args.dataset, select_by=args.select_by)
         print(report.markdown(result))
         if args.json:
             report.write_json(result, args.json)

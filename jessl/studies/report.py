@@ -12,6 +12,12 @@ rebuilt at any time, also while a sweep is still running. The metrics:
     rankme  RankMe of the backbone's features of the val file (`rankme_features`: the
             representation, as Garrido et al. 2023 rank it), else of the last embeddings (`rankme`)
 
+With `select_by` (`jessl report --select-by rankme`) the report also reads a second metric
+and does label-free model selection as RankMe is used (Garrido et al. 2023; the SSL Cookbook's
+Table 3): within each seed, the setting that the second metric ranks highest against the one
+the first metric (the labels') ranks highest, and how much of the first metric that choice
+loses; then the same on the means over seeds.
+
 Cost: training minutes (the summed epoch times: steps and data, no evaluation), wall minutes
 (from the first epoch's start to the final record: per-epoch probes and the final kNN count),
 and `flops` / `wall_s` where the trainer logs them (older runs lack both; their columns are
@@ -76,7 +82,7 @@ def flat_config(run_dir: Path) -> dict:
 
 
 def run_row(run_dir: Path, metric: str, status: str | None = None,
-            dataset: str | None = None) -> dict:
+            dataset: str | None = None, select_by: str | None = None) -> dict:
     """One run's final metric, random-init baseline, progress and cost. `status` is the sweep
     manifest's: the folder decides done / partial / pending, the manifest adds failed and
     running. `dataset`: which dataset of eval/report.json the linear metric reads (its first)."""
@@ -85,14 +91,7 @@ def run_row(run_dir: Path, metric: str, status: str | None = None,
     epochs = epoch_rows(records)
     last = epochs[-1] if epochs else {}
     last_epoch = ([r for r in records if r.get("kind") == "epoch"] or [{}])[-1]
-    key, base_key = METRIC_KEYS[metric]
-    if metric == "linear":
-        value, baseline = _linear(run_dir, dataset)
-    else:
-        value = (final or {}).get(key, last_epoch.get(key) if metric == "online" else None)
-        if metric == "rankme" and value is None:  # no val file: the embeddings' RankMe
-            value = (final or {}).get("rankme")
-        baseline = (final or {}).get(base_key) if base_key else None
+    value, baseline = metric_value(run_dir, final, last_epoch, metric, dataset)
     cost = final if final else last_epoch  # flops / wall_s: totals, or so far
     wall = last.get("wall_min")
     if wall is not None and "time" in (final or {}):  # the final kNN and RankMe count too
@@ -100,10 +99,26 @@ def run_row(run_dir: Path, metric: str, status: str | None = None,
     on_disk = run_status(run_dir)
     if on_disk != "done" and status in ("failed", "running", "submitted"):
         on_disk = status  # what the sweep knows and the folder cannot say
-    return {"run": run_dir.name, "path": str(run_dir), "status": on_disk, "value": _number(value),
-            "random_init": _number(baseline), "epochs": last.get("epoch"),
-            "train_min": last.get("train_min"), "wall_min": wall,
-            "flops": _number(cost.get("flops")), "wall_s": _number(cost.get("wall_s"))}
+    row = {"run": run_dir.name, "path": str(run_dir), "status": on_disk, "value": _number(value),
+           "random_init": _number(baseline), "epochs": last.get("epoch"),
+           "train_min": last.get("train_min"), "wall_min": wall,
+           "flops": _number(cost.get("flops")), "wall_s": _number(cost.get("wall_s"))}
+    if select_by:
+        row["select"] = _number(metric_value(run_dir, final, last_epoch, select_by, dataset)[0])
+    return row
+
+
+def metric_value(run_dir: Path, final: dict | None, last_epoch: dict, metric: str,
+                 dataset: str | None = None) -> tuple:
+    """(value, random-init baseline or None) of `metric` for one run: from its final record,
+    the last epoch record (the online probe so far) or, for linear, RUN/eval/report.json."""
+    key, base_key = METRIC_KEYS[metric]
+    if metric == "linear":
+        return _linear(run_dir, dataset)
+    value = (final or {}).get(key, last_epoch.get(key) if metric == "online" else None)
+    if metric == "rankme" and value is None:  # no val file: the embeddings' RankMe
+        value = (final or {}).get("rankme")
+    return value, (final or {}).get(base_key) if base_key else None
 
 
 def _results(run_dir: Path) -> dict | None:
@@ -158,15 +173,21 @@ def _get(flat: dict, key: str):
 # --- the report ---------------------------------------------------------------------------
 
 def build(paths, metric: str | None = None, x: str | None = None, y: str | None = None,
-          dataset: str | None = None) -> dict:
+          dataset: str | None = None, select_by: str | None = None) -> dict:
     """Rows for every run under `paths` and their groups over seeds (mean, std, n); metric, x
-    and y default to the sweep manifest's (its study file's)."""
+    and y default to the sweep manifest's (its study file's). With `select_by`, a second
+    metric's label-free choice against the first's (`selection`)."""
     paths = [Path(p) for p in paths]
     manifests = [read_manifest(p) for p in paths if (p / MANIFEST).is_file()]
     study = manifests[0] if manifests else {}
     metric = metric or study.get("metric") or "knn"
     if metric not in METRIC_KEYS:
         raise StudyError(f"unknown metric {metric!r}; known: {', '.join(METRIC_KEYS)}")
+    if select_by is not None and select_by not in METRIC_KEYS:
+        raise StudyError(f"unknown metric {select_by!r}; known: {', '.join(METRIC_KEYS)}")
+    if select_by == metric:
+        raise StudyError(f"--select-by {select_by} is the metric itself: name the label-free "
+                         f"one (rankme, rankme_embeddings) beside --metric knn, linear or online")
     x = x or study.get("x")
     y = y or (study.get("y") if x == study.get("x") else None)
     runs = find_runs(paths)
@@ -177,13 +198,17 @@ def build(paths, metric: str | None = None, x: str | None = None, y: str | None 
             raise StudyError(f"--x/--y {key}: no run's config has this field (section.field)")
     rows = []
     for (run_dir, _, status), config in zip(runs, configs):
-        row = run_row(run_dir, metric, status, dataset)
+        row = run_row(run_dir, metric, status, dataset, select_by)
         shown = dict.fromkeys([*keys, *(k for k in (x, y) if k)])
         row["config"] = {k: config.get(k) for k in shown}
         rows.append(row)
-    return {"metric": metric, "key": METRIC_KEYS[metric][0], "keys": keys, "x": x, "y": y,
-            "random_init": _mean([r["random_init"] for r in rows]),
-            "runs": rows, "groups": groups(rows, [k for k in keys if k != SEED_KEY])}
+    result = {"metric": metric, "key": METRIC_KEYS[metric][0], "keys": keys, "x": x, "y": y,
+              "random_init": _mean([r["random_init"] for r in rows]),
+              "runs": rows, "groups": groups(rows, [k for k in keys if k != SEED_KEY])}
+    if select_by:
+        result["select_by"] = select_by
+        result["selection"] = selection(rows, [k for k in keys if k != SEED_KEY])
+    return result
 
 
 def groups(rows: list[dict], keys: list[str]) -> list[dict]:
@@ -202,6 +227,45 @@ def groups(rows: list[dict], keys: list[str]) -> list[dict]:
         g.update(mean=_mean(v), std=statistics.stdev(v) if len(v) > 1 else None, n=len(v))
         result.append(g)
     return result
+
+
+def selection(rows: list[dict], keys: list[str]) -> list[dict]:
+    """Label-free model selection over the settings of `keys`: for each seed (the rows'
+    train.seed; one pass when the seed is not varied), the setting whose `select` value is the
+    highest against the one whose `value` (the labels' metric) is, and the value the first
+    choice loses; then the mean loss over seeds, and the same choice made on the means over
+    seeds (a setting counts there only when it has both values on every seed). Rows lacking
+    either value take no part."""
+    def setting(r):
+        return ", ".join(f"{k}={value_text(r['config'].get(k))}" for k in keys)
+
+    def choose(label, candidates):
+        chosen = max(candidates, key=lambda r: r["select"])
+        best = max(candidates, key=lambda r: r["value"])
+        return {"seed": label, "chosen": setting(chosen), "chosen_value": chosen["value"],
+                "chosen_select": chosen["select"], "best": setting(best),
+                "best_value": best["value"], "lost": best["value"] - chosen["value"],
+                "settings": len(candidates)}
+
+    usable = [r for r in rows if r["value"] is not None and r.get("select") is not None]
+    by_seed: dict[str, list] = {}
+    by_setting: dict[str, list] = {}
+    for r in usable:
+        seed = r["config"].get(SEED_KEY)
+        by_seed.setdefault("all runs" if seed is None else value_text(seed), []).append(r)
+        by_setting.setdefault(setting(r), []).append(r)
+    out = [choose(seed, rs) for seed, rs in by_seed.items()]
+    if len(out) > 1:
+        out.append({"seed": "mean over seeds", "chosen": None,
+                    "chosen_value": _mean([e["chosen_value"] for e in out]), "chosen_select": None,
+                    "best": None, "best_value": _mean([e["best_value"] for e in out]),
+                    "lost": _mean([e["lost"] for e in out]), "settings": None})
+        means = [{"config": rs[0]["config"], "value": _mean([r["value"] for r in rs]),
+                  "select": _mean([r["select"] for r in rs])}
+                 for rs in by_setting.values() if len(rs) == len(by_seed)]
+        if means:
+            out.append(choose("means over seeds", means))
+    return out
 
 
 def _mean(values):
@@ -239,11 +303,26 @@ def markdown(result: dict) -> str:
     if best is not None and len(result["groups"]) > 1:
         setting = ", ".join(f"{k}={value_text(v)}" for k, v in best["config"].items())
         text += f"\nHighest {metric}: {setting} ({best['mean']:.2f}).\n"
+    if result.get("selection"):
+        text += selection_markdown(result)
     if result["random_init"] is not None:
         text += f"\nRandom init ({metric}): {result['random_init']:.2f}.\n"
     elif metric == "knn":
         text += "\nNo random-init kNN in these runs (the trainer logs it with eval.baseline " \
                 "true).\n"
+    return text
+
+
+def selection_markdown(result: dict) -> str:
+    """The selection table: per seed, the label-free choice beside the labels' and the loss."""
+    metric, by = result["metric"], result["select_by"]
+    text = (f"\nChosen by {by} (no labels) against chosen by {metric}, per seed:\n\n"
+            f"| seed | chosen by {by} | its {metric} | chosen by {metric} | its {metric} | "
+            f"{metric} lost | settings compared |\n|---|---|---:|---|---:|---:|---:|\n")
+    for e in result["selection"]:  # settings compared: fewer than the grid while a sweep runs
+        text += (f"| {e['seed']} | {e['chosen'] or ''} | {_fmt(e['chosen_value'])} | "
+                 f"{e['best'] or ''} | {_fmt(e['best_value'])} | {_fmt(e['lost'])} | "
+                 f"{e['settings'] or ''} |\n")
     return text
 
 
