@@ -227,7 +227,8 @@ def main(argv=None) -> int:
         print(f"\nefficient runs of {epochs} epochs: speed-up at equal kNN, FLOPs "
               f"{statistics.mean(f):.2f}x (mean of {len(f)}: "
               f"{', '.join(f'{x:.2f}' for x in f)})"
-              + _time_mean(t, len(f)) + f"; linear in FLOPs (the paper's Table 7) {statistics.mean(lin):.2f}x")
+              + _time_mean(t, len(f))
+              + f"; linear in FLOPs (the paper's Table 7) {statistics.mean(lin):.2f}x")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     if args.plot:

@@ -181,10 +181,9 @@ def build(paths, metric: str | None = None, x: str | None = None, y: str | None 
     manifests = [read_manifest(p) for p in paths if (p / MANIFEST).is_file()]
     study = manifests[0] if manifests else {}
     metric = metric or study.get("metric") or "knn"
-    if metric not in METRIC_KEYS:
-        raise StudyError(f"unknown metric {metric!r}; known: {', '.join(METRIC_KEYS)}")
-    if select_by is not None and select_by not in METRIC_KEYS:
-        raise StudyError(f"unknown metric {select_by!r}; known: {', '.join(METRIC_KEYS)}")
+    for name in (metric, select_by or metric):
+        if name not in METRIC_KEYS:
+            raise StudyError(f"unknown metric {name!r}; known: {', '.join(METRIC_KEYS)}")
     if select_by == metric:
         raise StudyError(f"--select-by {select_by} is the metric itself: name the label-free "
                          f"one (rankme, rankme_embeddings) beside --metric knn, linear or online")
